@@ -1,0 +1,14 @@
+// spire-edge native addon: a thin layer over OS and TPM facilities that Node does not expose.
+// Policy, parsing and retries live in TypeScript; this layer only calls the system and
+// reports errno / TSS2_RC values as error properties.
+#pragma once
+#include <napi.h>
+
+namespace spire_edge {
+
+// Throws a JS Error with `code` = "ERR_NATIVE_ERRNO" and `errno` / `syscall` properties.
+void ThrowErrno(Napi::Env env, const char* syscall, int err);
+
+void InitPeerCred(Napi::Env env, Napi::Object exports);
+
+}  // namespace spire_edge
