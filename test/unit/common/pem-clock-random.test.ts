@@ -1,0 +1,100 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../../src/common/clock.js';
+import { isSpireEdgeError, SpireEdgeError } from '../../../src/common/errors.js';
+import { decodePem, decodePemOfType, encodePem } from '../../../src/common/pem.js';
+import { jitter, seededRandom } from '../../../src/common/random.js';
+
+describe('PEM', () => {
+  it('round-trips arbitrary bytes and tolerates CRLF and surrounding text', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 500 }), (der) => {
+        const pem = encodePem('CERTIFICATE', der);
+        const text = `subject=foo\r\n${pem.replace(/\n/g, '\r\n')}trailing text`;
+        const [block] = decodePem(text);
+        expect(block?.label).toBe('CERTIFICATE');
+        expect(Buffer.from(block!.der)).toEqual(Buffer.from(der));
+      }),
+    );
+  });
+  it('rejects mismatched labels, bad base64 and unterminated blocks with ERR_PEM_INVALID', () => {
+    const bad = [
+      '-----BEGIN CERTIFICATE-----\nAAAA\n-----END PRIVATE KEY-----',
+      '-----BEGIN CERTIFICATE-----\nA$AA\n-----END CERTIFICATE-----',
+      '-----BEGIN CERTIFICATE-----\nAAAA\n',
+    ];
+    for (const t of bad) {
+      expect(() => decodePem(t)).toThrow(expect.objectContaining({ code: 'ERR_PEM_INVALID' }));
+    }
+    expect(() =>
+      decodePemOfType(encodePem('PRIVATE KEY', Uint8Array.of(1)), 'CERTIFICATE', 'bundle'),
+    ).toThrow(/unexpected PEM block PRIVATE KEY/);
+  });
+});
+
+describe('ManualClock', () => {
+  it('fires timers in time order only when advanced', async () => {
+    const clock = new ManualClock(0);
+    const fired: string[] = [];
+    clock.setTimer(200, () => fired.push('b'));
+    clock.setTimer(100, () => fired.push('a'));
+    const cancel = clock.setTimer(150, () => fired.push('cancelled'));
+    cancel();
+    clock.advance(99);
+    expect(fired).toEqual([]);
+    clock.advance(150);
+    expect(fired).toEqual(['a', 'b']);
+    expect(clock.nowMs()).toBe(249);
+    const waiting = clock.waitForTimer();
+    clock.setTimer(10, () => fired.push('c'));
+    await waiting;
+    expect(clock.pendingTimers).toBe(1);
+    expect(() => clock.set(0)).toThrow(TypeError);
+  });
+  it('timers set by a firing timer fire in the same advance when due', () => {
+    const clock = new ManualClock(0);
+    const at: number[] = [];
+    const tick = (): void => {
+      at.push(clock.nowMs());
+      if (at.length < 5) clock.setTimer(10, tick);
+    };
+    clock.setTimer(10, tick);
+    clock.advance(100);
+    expect(at).toEqual([10, 20, 30, 40, 50]);
+  });
+});
+
+describe('random', () => {
+  it('seeded random is deterministic and in range', () => {
+    const a = seededRandom(7);
+    const b = seededRandom(7);
+    expect(a.bytes(16)).toEqual(b.bytes(16));
+    for (let i = 0; i < 1000; i++) {
+      const f = a.float();
+      expect(f).toBeGreaterThanOrEqual(0);
+      expect(f).toBeLessThan(1);
+      const n = a.int(5, 10);
+      expect(n).toBeGreaterThanOrEqual(5);
+      expect(n).toBeLessThan(10);
+    }
+  });
+  it('jitter stays within ±fraction and spreads', () => {
+    const r = seededRandom(1);
+    const v = Array.from({ length: 1000 }, () => jitter(100, 0.1, r));
+    expect(Math.min(...v)).toBeGreaterThanOrEqual(90);
+    expect(Math.max(...v)).toBeLessThanOrEqual(110);
+    expect(Math.max(...v) - Math.min(...v)).toBeGreaterThan(15);
+  });
+});
+
+describe('errors', () => {
+  it('carry a stable code, details and cause', () => {
+    const cause = new Error('low level');
+    const e = new SpireEdgeError('ERR_X', 'could not do x', { cause, details: { rc: 0x902 } });
+    expect(isSpireEdgeError(e, 'ERR_X')).toBe(true);
+    expect(isSpireEdgeError(e, 'ERR_Y')).toBe(false);
+    expect(e.cause).toBe(cause);
+    expect(e.details).toEqual({ rc: 0x902 });
+    expect(isSpireEdgeError(new Error('x'))).toBe(false);
+  });
+});
