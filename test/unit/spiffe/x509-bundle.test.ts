@@ -1,4 +1,3 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { decodePem, encodePem } from '../../../src/common/pem.js';
 import { parseTrustDomain } from '../../../src/spiffe/id.js';

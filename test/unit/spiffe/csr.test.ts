@@ -1,0 +1,282 @@
+import { webcrypto } from 'node:crypto';
+import fc from 'fast-check';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  bitString,
+  children,
+  readWhole,
+  seq,
+  smallInteger,
+  tlv,
+  tlvBytes,
+} from '../../../src/common/der.js';
+import { isSpireEdgeError } from '../../../src/common/errors.js';
+import { encodePem } from '../../../src/common/pem.js';
+import { parseCsr } from '../../../src/spiffe/csr.js';
+import { formatName, parseCertificate } from '../../../src/spiffe/x509-cert.js';
+import { mintX509SvidFromCsr } from '../../../src/spiffe/x509-mint.js';
+import {
+  HOUR,
+  keyObject,
+  makePki,
+  NOW,
+  type PxKey,
+  px,
+  pxKey,
+  pxRsaKey,
+  type SigAlg,
+  type TestPki,
+  thrown,
+  thrownAsync,
+} from './x509-support.js';
+
+async function makeCsr(
+  key: PxKey,
+  signingAlgorithm: SigAlg = {
+    name: 'ECDSA',
+    hash: 'SHA-256',
+  } as SigAlg,
+  extensions: px.Extension[] = [],
+): Promise<Uint8Array> {
+  const csr = await px.Pkcs10CertificateRequestGenerator.create({
+    name: 'CN=requester,O=Example',
+    keys: key.keys,
+    signingAlgorithm,
+    extensions,
+  });
+  return new Uint8Array(csr.rawData);
+}
+
+let p256: PxKey;
+let csrDer: Uint8Array;
+let pki: TestPki;
+
+beforeAll(async () => {
+  p256 = await pxKey();
+  csrDer = await makeCsr(p256, { name: 'ECDSA', hash: 'SHA-256' } as SigAlg, [
+    new px.SubjectAlternativeNameExtension([
+      { type: 'url', value: 'spiffe://evil.example/admin' },
+      { type: 'dns', value: 'requested.example' },
+    ]),
+  ]);
+  pki = await makePki();
+});
+
+function expectCsrInvalid(input: Uint8Array | string, rule: string): void {
+  const err = thrown(() => parseCsr(input));
+  expect(err.code).toBe('ERR_CSR_INVALID');
+  expect(err.message).toContain(rule);
+}
+
+/** Splits a CSR into info fields, signature algorithm and signature for surgery. */
+function split(der: Uint8Array): { info: Uint8Array[]; alg: Uint8Array; sig: Uint8Array } {
+  const [info, alg, sig] = children(readWhole(der, 'csr'));
+  return { info: children(info!).map(tlvBytes), alg: tlvBytes(alg!), sig: tlvBytes(sig!) };
+}
+
+describe('parseCsr', () => {
+  it('parses a request built by another encoder and checks its signature', async () => {
+    const csr = parseCsr(csrDer);
+    expect(formatName(csr.subjectDer)).toBe('CN=requester, O=Example');
+    expect(csr.signatureAlgorithm.oid).toBe('1.2.840.10045.4.3.2');
+    expect(csr.publicKey.equals(keyObject(p256.keys.publicKey))).toBe(true);
+    expect(Buffer.from(csr.spkiDer)).toEqual(
+      Buffer.from(await webcrypto.subtle.exportKey('spki', p256.keys.publicKey)),
+    );
+    expect(csr.attributes.map((a) => a.oid)).toEqual(['1.2.840.113549.1.9.14']);
+    expect(csr.extensions.subjectAltName?.uris).toEqual(['spiffe://evil.example/admin']);
+    expect(csr.extensions.subjectAltName?.dnsNames).toEqual(['requested.example']);
+  });
+
+  it('accepts PEM (CERTIFICATE REQUEST and the legacy NEW CERTIFICATE REQUEST)', () => {
+    expect(parseCsr(encodePem('CERTIFICATE REQUEST', csrDer)).infoDer.length).toBeGreaterThan(0);
+    expect(parseCsr(encodePem('NEW CERTIFICATE REQUEST', csrDer)).der).toHaveLength(csrDer.length);
+    expectCsrInvalid(encodePem('CERTIFICATE', csrDer), 'exactly one CERTIFICATE REQUEST');
+    expectCsrInvalid(
+      encodePem('CERTIFICATE REQUEST', csrDer).repeat(2),
+      'exactly one CERTIFICATE REQUEST',
+    );
+    expectCsrInvalid(
+      '-----BEGIN CERTIFICATE REQUEST-----\n@@\n-----END CERTIFICATE REQUEST-----',
+      'invalid base64',
+    );
+  });
+
+  it('parses P-384, RSA PKCS#1 and RSA-PSS requests', async () => {
+    const p384 = await makeCsr(await pxKey('P-384'), {
+      name: 'ECDSA',
+      hash: 'SHA-384',
+    } as SigAlg);
+    expect(parseCsr(p384).signatureAlgorithm.oid).toBe('1.2.840.10045.4.3.3');
+    const rsa = await makeCsr(await pxRsaKey('RSASSA-PKCS1-v1_5'), { name: 'RSASSA-PKCS1-v1_5' });
+    expect(parseCsr(rsa).publicKey.asymmetricKeyType).toBe('rsa');
+    const pss = await makeCsr(await pxRsaKey('RSA-PSS'), {
+      name: 'RSA-PSS',
+      saltLength: 32,
+    } as SigAlg);
+    expect(parseCsr(pss).signatureAlgorithm.oid).toBe('1.2.840.113549.1.1.10');
+  });
+
+  it('rejects a request whose signature does not verify (no proof of possession)', () => {
+    const p = split(csrDer);
+    const sig = Uint8Array.from(p.sig);
+    sig[sig.length - 5]! ^= 1;
+    expectCsrInvalid(
+      seq(seq(...p.info), p.alg, sig),
+      'signature does not verify with the request public key',
+    );
+    // Or whose signed part was changed.
+    const info = Uint8Array.from(seq(...p.info));
+    const i = Buffer.from(info).indexOf(Buffer.from('requester'));
+    info[i] = 'R'.charCodeAt(0);
+    expectCsrInvalid(seq(info, p.alg, p.sig), 'signature does not verify');
+  });
+
+  it('rejects SHA-1 signatures', async () => {
+    const sha1 = await makeCsr(p256, { name: 'ECDSA', hash: 'SHA-1' } as SigAlg);
+    expectCsrInvalid(sha1, 'signatureAlgorithm: SHA-1 signatures');
+  });
+
+  it('rejects structural defects, naming the field', () => {
+    const p = split(csrDer);
+    const rebuild = (info: Uint8Array[]): Uint8Array => seq(seq(...info), p.alg, p.sig);
+    expectCsrInvalid(rebuild([smallInteger(1), ...p.info.slice(1)]), 'version: must be 0');
+    expectCsrInvalid(
+      rebuild(p.info.slice(0, 3)),
+      'expected version, subject, subjectPKInfo, attributes',
+    );
+    expectCsrInvalid(
+      rebuild([...p.info.slice(0, 3), seq()]),
+      'attributes: expected [0] IMPLICIT SET',
+    );
+    const dupAttr = tlv(
+      0xa0,
+      ...children(readWhole(p.info[3]!, 'a')).map(tlvBytes),
+      ...children(readWhole(p.info[3]!, 'a')).map(tlvBytes),
+    );
+    expectCsrInvalid(rebuild([...p.info.slice(0, 3), dupAttr]), 'appears more than once');
+    const emptyValues = tlv(0xa0, seq(Uint8Array.of(6, 3, 0x2a, 3, 4), tlv(0x31)));
+    expectCsrInvalid(rebuild([...p.info.slice(0, 3), emptyValues]), 'values must not be empty');
+    expectCsrInvalid(Uint8Array.from([...csrDer, 0]), 'trailing bytes');
+    expectCsrInvalid(
+      seq(seq(...p.info), p.alg),
+      'expected certificationRequestInfo, signatureAlgorithm, signature',
+    );
+    expectCsrInvalid(
+      seq(seq(...p.info), p.alg, bitString(Uint8Array.of())),
+      'signature does not verify',
+    );
+    expectCsrInvalid(
+      seq(seq(...p.info), p.alg, tlv(0x03, Uint8Array.of(3, 0xff))),
+      'signature: BIT STRING with unused bits',
+    );
+    expectCsrInvalid(new Uint8Array(0), 'truncated DER header');
+  });
+
+  it('rejects a public key OpenSSL cannot use', () => {
+    const p = split(csrDer);
+    const spki = Uint8Array.from(p.info[2]!);
+    spki[spki.length - 1]! ^= 0xff; // off the curve
+    expectCsrInvalid(
+      seq(seq(p.info[0]!, p.info[1]!, spki, p.info[3]!), p.alg, p.sig),
+      'subjectPKInfo:',
+    );
+  });
+
+  it('throws TypeError for arguments of the wrong type', () => {
+    expect(() => parseCsr(42 as never)).toThrow(TypeError);
+  });
+});
+
+describe('mintX509SvidFromCsr', () => {
+  it('certifies the request key under the ID the caller decides, ignoring the request SANs', async () => {
+    const der = await mintX509SvidFromCsr(pki.minter, csrDer, {
+      spiffeId: 'spiffe://example.org/ns/db',
+      notBefore: NOW,
+      notAfter: new Date(NOW.getTime() + HOUR),
+    });
+    const cert = parseCertificate(der);
+    expect(cert.extensions.subjectAltName?.uris).toEqual(['spiffe://example.org/ns/db']);
+    expect(cert.extensions.subjectAltName?.dnsNames).toEqual([]);
+    expect(formatName(cert.subjectDer)).toBe('C=US, O=SPIRE');
+    expect(Buffer.from(cert.spkiDer)).toEqual(Buffer.from(parseCsr(csrDer).spkiDer));
+  });
+
+  it('passes DNS names and subject through', async () => {
+    const der = await mintX509SvidFromCsr(pki.minter, csrDer, {
+      spiffeId: 'spiffe://example.org/ns/db',
+      notBefore: NOW,
+      notAfter: new Date(NOW.getTime() + HOUR),
+      dnsNames: ['db.example.org'],
+      subject: { organization: ['Acme'] },
+    });
+    expect(formatName(parseCertificate(der).subjectDer)).toBe('O=Acme, CN=db.example.org');
+  });
+
+  it('rejects a forged request with ERR_CSR_INVALID', async () => {
+    const p = split(csrDer);
+    const sig = Uint8Array.from(p.sig);
+    sig[sig.length - 1]! ^= 1;
+    const err = await thrownAsync(() =>
+      mintX509SvidFromCsr(pki.minter, seq(seq(...p.info), p.alg, sig), {
+        spiffeId: 'spiffe://example.org/x',
+        notBefore: NOW,
+        notAfter: new Date(NOW.getTime() + HOUR),
+      }),
+    );
+    expect(err.code).toBe('ERR_CSR_INVALID');
+  });
+});
+
+describe('parseCsr on hostile bytes (property)', () => {
+  const onlyCoded = (fn: () => unknown): void => {
+    try {
+      fn();
+    } catch (err) {
+      if (!isSpireEdgeError(err, 'ERR_CSR_INVALID')) throw err;
+    }
+  };
+
+  it('throws only ERR_CSR_INVALID for random bytes and text', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), (b) => onlyCoded(() => parseCsr(b))),
+      { numRuns: 300 },
+    );
+    fc.assert(
+      fc.property(fc.string({ maxLength: 200 }), (s) =>
+        onlyCoded(() =>
+          parseCsr(`-----BEGIN CERTIFICATE REQUEST-----\n${s}\n-----END CERTIFICATE REQUEST-----`),
+        ),
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  it('throws only ERR_CSR_INVALID for mutated requests, through the minter too', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        fc.option(fc.nat(), { nil: undefined }),
+        async (edits, cut) => {
+          const b = Uint8Array.from(csrDer);
+          for (const [pos, v] of edits) b[pos % b.length] = v;
+          const input = cut === undefined ? b : b.subarray(0, cut % (b.length + 1));
+          onlyCoded(() => parseCsr(input));
+          try {
+            await mintX509SvidFromCsr(pki.minter, input, {
+              spiffeId: 'spiffe://example.org/x',
+              notBefore: NOW,
+              notAfter: new Date(NOW.getTime() + HOUR),
+            });
+          } catch (err) {
+            if (!isSpireEdgeError(err, 'ERR_CSR_INVALID')) throw err;
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
