@@ -43,6 +43,9 @@ export const GRPC_ERROR_TABLE: readonly GrpcErrorRule[] = Object.freeze([
   { suffix: '_UNIMPLEMENTED', grpc: Code.Unimplemented },
   { suffix: '_UNAVAILABLE', grpc: Code.Unavailable },
   { suffix: '_ABORTED', grpc: Code.Aborted },
+  // A write that conflicts with current state (restricted bundle delete, compare-and-swap
+  // miss): SPIRE answers FailedPrecondition.
+  { suffix: '_CONFLICT', grpc: Code.FailedPrecondition },
 ]);
 
 /** The message sent for errors that are not SpireEdgeErrors. */

@@ -20,6 +20,7 @@ describe('error → gRPC status table', () => {
     ['ERR_AGENT_UNAUTHENTICATED', Code.Unauthenticated],
     ['ERR_DATASTORE_UNAVAILABLE', Code.Unavailable],
     ['ERR_CA_FAILED_PRECONDITION', Code.FailedPrecondition],
+    ['ERR_DATASTORE_CONFLICT', Code.FailedPrecondition],
     ['ERR_RATE_RESOURCE_EXHAUSTED', Code.ResourceExhausted],
     ['ERR_TPM_QUOTE_INVALID', Code.InvalidArgument],
     ['ERR_TPM_RC', Code.Internal],
