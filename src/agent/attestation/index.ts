@@ -1,0 +1,22 @@
+/**
+ * Public names of agent-side node attestation: the attestor interface, the `join_token`
+ * and `x509pop` attestors, the AttestAgent/RenewAgent client helpers, CSRs for the agent's
+ * keys and the TLS transport to the server's agent API.
+ */
+export {
+  type AgentSvid,
+  type AttestAgentOptions,
+  type AttestAgentResult,
+  attestAgent,
+  renewAgent,
+} from './attest-agent.js';
+export { createCsr } from './csr.js';
+export { createJoinTokenAttestorClient } from './join-token.js';
+export type { AgentNodeAttestor } from './node-attestor.js';
+export { type AgentApiTransportOptions, createAgentApiTransport } from './server-transport.js';
+export {
+  createX509PopAttestorClient,
+  loadX509PopAttestorClient,
+  type X509PopAttestorClientOptions,
+  type X509PopAttestorFiles,
+} from './x509pop.js';
