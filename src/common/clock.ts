@@ -91,3 +91,29 @@ export class ManualClock implements Clock {
     this.advance(t - this.#now);
   }
 }
+
+/**
+ * Runs `task` every `ms` on `clock`, never overlapping: the next run is scheduled when the
+ * previous one has settled. Errors go to `onError`. Returns a function that stops it.
+ */
+export function every(
+  clock: Clock,
+  ms: number,
+  task: () => Promise<unknown>,
+  onError: (err: unknown) => void = () => {},
+): () => void {
+  let stopped = false;
+  let cancel: () => void = () => {};
+  const tick = (): void => {
+    task()
+      .catch(onError)
+      .finally(() => {
+        if (!stopped) cancel = clock.setTimer(ms, tick);
+      });
+  };
+  cancel = clock.setTimer(ms, tick);
+  return () => {
+    stopped = true;
+    cancel();
+  };
+}

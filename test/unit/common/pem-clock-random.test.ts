@@ -98,3 +98,40 @@ describe('errors', () => {
     expect(isSpireEdgeError(new Error('x'))).toBe(false);
   });
 });
+
+describe('every', () => {
+  it('repeats without overlap, reports errors and stops', async () => {
+    const { every } = await import('../../../src/common/clock.js');
+    const clock = new ManualClock(0);
+    const runs: number[] = [];
+    const errors: unknown[] = [];
+    let release: () => void = () => {};
+    const stop = every(
+      clock,
+      100,
+      () => {
+        runs.push(clock.nowMs());
+        if (runs.length === 2) return Promise.reject(new Error('boom'));
+        if (runs.length === 3) return new Promise<void>((r) => (release = r));
+        return Promise.resolve();
+      },
+      (e) => errors.push(e),
+    );
+    for (let i = 0; i < 3; i++) {
+      clock.advance(100);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(runs).toEqual([100, 200, 300]);
+    expect(errors).toHaveLength(1);
+    // The third run has not settled: no further run is scheduled however far time moves.
+    clock.advance(1000);
+    expect(runs).toHaveLength(3);
+    release();
+    await new Promise((r) => setImmediate(r));
+    clock.advance(100);
+    expect(runs).toEqual([100, 200, 300, 1400]);
+    stop();
+    clock.advance(1000);
+    expect(runs).toHaveLength(4);
+  });
+});

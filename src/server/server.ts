@@ -1,0 +1,598 @@
+/**
+ * `spire-server run`: wires the configuration to the running server — datastore, key manager,
+ * upstream authority, CA manager, the admin API on the private Unix socket, the agent API on
+ * TCP with mutual TLS, health endpoints, Prometheus metrics and housekeeping — and tears it all
+ * down again on SIGINT/SIGTERM (or an abort signal in tests).
+ *
+ * The services see only {@link ServerContext}; this module is the one place that knows the
+ * concrete implementations.
+ */
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { type Clock, every, systemClock } from '../common/clock.js';
+import { describeError, SpireEdgeError } from '../common/errors.js';
+import { createLogger, type Logger, type LogLevel as LoggerLevel } from '../common/log.js';
+import { cryptoRandom, type RandomSource } from '../common/random.js';
+import { openDiskKeyManager } from '../hsm/disk.js';
+import type { KeyManager } from '../hsm/key-manager.js';
+import { MemoryKeyManager } from '../hsm/memory.js';
+import { parseCertificates } from '../spiffe/x509-cert.js';
+import { type AdminServer, startAdminServer } from './api/admin/admin-server.js';
+import { type AgentServer, startAgentServer } from './api/agent/agent-server.js';
+import type { ServerNodeAttestor } from './attestation/node-attestor.js';
+import { createX509PopAttestor } from './attestation/x509pop.js';
+import type { JournalStore } from './ca/journal.js';
+import { CaManager } from './ca/manager.js';
+import type { ServerCa } from './ca/server-ca.js';
+import type { UpstreamAuthority } from './ca/upstream-authority.js';
+import { openDiskUpstreamAuthority } from './ca/upstream-disk.js';
+import { loadServerConfigFile, type ServerConfig, type ServerFlags } from './config.js';
+import type { ServerContext } from './context.js';
+import { openDataStore } from './datastore/index.js';
+import type { DataStore } from './datastore/types.js';
+import { createPrometheusMetrics, instrumentDataStore, type PrometheusMetrics } from './metrics.js';
+
+/** The standard streams and environment of a CLI invocation. */
+export interface ServerIo {
+  readonly stdout: { write(chunk: string): unknown };
+  readonly stderr: { write(chunk: string): unknown };
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Input of {@link runServer} and {@link validateServerConfig}. */
+export interface RunServerInput {
+  readonly flags: ServerFlags;
+  /** SPIRE's `-logSourceLocation`; accepted for compatibility, source locations are not logged. */
+  readonly logSourceLocation?: boolean;
+  readonly io: ServerIo;
+  /** Stops the server when aborted (tests); SIGINT and SIGTERM always do. */
+  readonly signal?: AbortSignal;
+  /** Called once the server serves (tests, the quickstart). */
+  readonly onReady?: (server: RunningServer) => void;
+  readonly clock?: Clock;
+  readonly random?: RandomSource;
+}
+
+/** A running server, as {@link startServer} returns it. */
+export interface RunningServer {
+  readonly config: ServerConfig;
+  readonly context: ServerContext;
+  readonly caManager: CaManager;
+  readonly adminServer: AdminServer;
+  readonly agentServer: AgentServer;
+  /** The agent API address actually bound (bind_port 0 picks a free port). */
+  readonly agentApiAddress: { readonly host: string; readonly port: number };
+  /** The health listener's address, when enabled. */
+  readonly healthAddress?: { readonly host: string; readonly port: number };
+  /** The Prometheus listener's address, when configured. */
+  readonly metricsAddress?: { readonly host: string; readonly port: number };
+  /** Whether the server is ready (datastore answers, CA active, keys usable). */
+  ready(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** How often the stored trust bundle is re-read (HA: another server's new roots). */
+const BUNDLE_REFRESH_MS = 5_000;
+/** How often expired join tokens, old events and expired authorities are pruned. */
+const HOUSEKEEPING_MS = 60_000;
+/** Events older than this are pruned (caches poll every second; SPIRE keeps them a while). */
+const EVENT_RETENTION_SECONDS = 3_600;
+/** Stored authorities that expired longer ago than this are pruned from the stored bundle. */
+const BUNDLE_PRUNE_MARGIN_SECONDS = 24 * 3_600;
+
+/**
+ * Loads and checks the configuration as `run` would, including the files that plugins name,
+ * without opening the datastore or starting anything.
+ *
+ * @throws SpireEdgeError `ERR_CONFIG_*` naming the problem.
+ */
+export async function validateServerConfig(input: RunServerInput): Promise<ServerConfig> {
+  const config = await loadServerConfigFile(input.flags.config, input.flags, input.io.env);
+  for (const na of config.plugins.nodeAttestors) {
+    if (na.name === 'x509pop') await loadX509PopRoots(na.data as X509PopData);
+  }
+  const ua = config.plugins.upstreamAuthority;
+  if (ua !== undefined && ua.name === 'disk') {
+    const d = ua.data as DiskUpstreamData;
+    for (const p of [d.cert_file_path, d.key_file_path, d.bundle_file_path]) {
+      if (p !== undefined) await readConfiguredFile(p, `UpstreamAuthority "disk"`);
+    }
+  }
+  return config;
+}
+
+/**
+ * Runs the server until SIGINT/SIGTERM (or `input.signal`), then stops it cleanly.
+ * Resolves to the exit code: 0 after a clean stop.
+ */
+export async function runServer(input: RunServerInput): Promise<number> {
+  const config = await validateServerConfig(input);
+  const server = await startServer(config, input);
+  input.onReady?.(server);
+  await new Promise<void>((resolveStop) => {
+    const stop = (): void => resolveStop();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    if (input.signal !== undefined) {
+      if (input.signal.aborted) stop();
+      else input.signal.addEventListener('abort', stop, { once: true });
+    }
+  });
+  server.context.log.info('Stopping server');
+  await server.close();
+  return 0;
+}
+
+/** Starts every part of the server from a validated configuration. */
+export async function startServer(
+  config: ServerConfig,
+  options: Pick<RunServerInput, 'io' | 'clock' | 'random'>,
+): Promise<RunningServer> {
+  const clock = options.clock ?? systemClock;
+  const random = options.random ?? cryptoRandom;
+  const s = config.server;
+  const log = createServerLogger(config, options.io);
+  for (const w of config.warnings) log.warn(w);
+  for (const d of config.plugins.disabled)
+    log.info('Plugin disabled', { type: d.type, name: d.name });
+
+  const closers: Array<() => Promise<void> | void> = [];
+  const closeAll = async (): Promise<void> => {
+    for (const c of closers.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        log.warn('Error while stopping', { error: describeError(err) });
+      }
+    }
+  };
+
+  try {
+    await mkdir(s.dataDir, { recursive: true, mode: 0o700 });
+    const metrics = createPrometheusMetrics();
+
+    const rawStore = await openDataStore({
+      databaseType: config.plugins.dataStore.data.database_type as 'sqlite3' | 'postgres',
+      connectionString: config.plugins.dataStore.data.connection_string,
+      clock,
+      random,
+    });
+    closers.push(() => rawStore.close());
+    const dataStore = instrumentDataStore(rawStore, metrics);
+    log.info('Datastore open', {
+      database_type: rawStore.databaseType,
+      schema_version: await rawStore.schemaVersion(),
+    });
+
+    const keyManager = await openKeyManager(config);
+    closers.push(() => keyManager.close());
+    const upstream = await openUpstreamAuthority(config, clock, random);
+    if (upstream !== undefined) closers.push(() => upstream.close());
+
+    const serverId = await loadServerId(s.dataDir);
+    const tdName = s.trustDomain.name;
+    const caManager = await CaManager.start({
+      trustDomain: s.trustDomain,
+      keyManager,
+      journalStore: dataStoreJournal(dataStore, `server/${serverId}`),
+      ...(upstream === undefined ? {} : { upstreamAuthority: upstream }),
+      caTtlSeconds: s.caTtlMs / 1000,
+      caKeyType: s.caKeyType,
+      jwtKeyType: s.jwtKeyType,
+      caSubject: {
+        country: [...s.caSubject.country],
+        organization: [...s.caSubject.organization],
+        ...(s.caSubject.commonName === '' ? {} : { commonName: s.caSubject.commonName }),
+      },
+      defaultX509SvidTtlSeconds: s.defaultX509SvidTtlMs / 1000,
+      defaultJwtSvidTtlSeconds: s.defaultJwtSvidTtlMs / 1000,
+      ...(s.jwtIssuer === undefined ? {} : { jwtIssuer: s.jwtIssuer }),
+      clock,
+      random,
+      onBundleChange: async (bundle) => {
+        // Append (never replace): in HA each server contributes its own authorities.
+        await dataStore.appendBundle({
+          trustDomain: tdName,
+          x509Authorities: bundle.x509Authorities.map((a) => ({ certificateDer: a.certificate })),
+          jwtAuthorities: bundle.jwtAuthorities.map((k) => ({
+            keyId: k.keyId,
+            publicKeyDer: k.publicKeySpki,
+            notAfter: Math.floor(k.notAfter.getTime() / 1000),
+          })),
+        });
+      },
+      onEvent: (e) => {
+        if (e.type === 'x509-ca-activated') metrics.caRotation('x509');
+        if (e.type === 'jwt-key-activated') metrics.caRotation('jwt');
+        log.info('CA event', { ...e, subsystem_name: 'ca_manager' });
+      },
+    });
+    closers.push(() => caManager.close());
+
+    const trustBundle = new StoredTrustBundle(dataStore, tdName, caManager.ca, log);
+    await trustBundle.refresh();
+    closers.push(trustBundle.startRefreshing(clock, BUNDLE_REFRESH_MS));
+
+    const context: ServerContext = {
+      trustDomain: s.trustDomain,
+      dataStore,
+      ca: trustBundle.ca,
+      clock,
+      random,
+      log,
+      metrics,
+      defaultX509SvidTtl: s.defaultX509SvidTtlMs / 1000,
+      defaultJwtSvidTtl: s.defaultJwtSvidTtlMs / 1000,
+      agentTtl: s.agentTtlMs / 1000,
+    };
+
+    const ready = async (): Promise<boolean> => {
+      try {
+        await rawStore.schemaVersion();
+      } catch {
+        return false;
+      }
+      const st = caManager.status();
+      if (st.x509.current === undefined || st.jwt.current === undefined) return false;
+      const health = (keyManager as { health?: () => Promise<{ ok: boolean }> }).health;
+      if (health !== undefined && !(await health.call(keyManager)).ok) return false;
+      return true;
+    };
+
+    const adminServer = await startAdminServer({
+      context,
+      socketPath: resolve(s.socketPath),
+      ready,
+    });
+    closers.push(() => adminServer.close());
+
+    const attestors = await createNodeAttestors(config, context);
+    const agentServer = await startAgentServer({
+      context,
+      host: s.bindAddress,
+      port: s.bindPort,
+      attestors,
+    });
+    closers.push(() => agentServer.close());
+
+    closers.push(every(clock, HOUSEKEEPING_MS, () => houseKeep(context)));
+
+    let healthAddress: { host: string; port: number } | undefined;
+    if (config.healthChecks.listenerEnabled) {
+      const h = config.healthChecks;
+      const srv = await listenHttp(h.bindAddress, h.bindPort, async (path) => {
+        if (path === h.livePath) return { status: 200, body: { live: true } };
+        if (path === h.readyPath) {
+          const ok = await ready();
+          return { status: ok ? 200 : 500, body: { ready: ok } };
+        }
+        return undefined;
+      });
+      healthAddress = httpAddress(srv);
+      closers.push(() => closeHttp(srv));
+    }
+
+    let metricsAddress: { host: string; port: number } | undefined;
+    const prom = config.telemetry.prometheus;
+    if (prom !== undefined) {
+      const srv = await listenHttp(prom.host, prom.port, async (path) =>
+        path === '/metrics'
+          ? {
+              status: 200,
+              text: await metrics.registry.metrics(),
+              type: metrics.registry.contentType,
+            }
+          : undefined,
+      );
+      metricsAddress = httpAddress(srv);
+      closers.push(() => closeHttp(srv));
+    }
+
+    log.info('Starting Server APIs', {
+      address: `${agentServer.address.host}:${agentServer.address.port}`,
+      socket_path: adminServer.socketPath,
+      trust_domain: tdName,
+      data_dir: s.dataDir,
+    });
+
+    let closing: Promise<void> | undefined;
+    return {
+      config,
+      context,
+      caManager,
+      adminServer,
+      agentServer,
+      agentApiAddress: agentServer.address,
+      ...(healthAddress === undefined ? {} : { healthAddress }),
+      ...(metricsAddress === undefined ? {} : { metricsAddress }),
+      ready,
+      close: () => {
+        closing ??= closeAll();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pieces
+
+type X509PopData = {
+  ca_bundle_path?: string;
+  ca_bundle_paths?: readonly string[];
+  agent_path_template?: string;
+  max_intermediates?: number;
+  max_rsa_key_size?: number;
+};
+type DiskUpstreamData = {
+  cert_file_path: string;
+  key_file_path: string;
+  bundle_file_path?: string;
+};
+
+function createServerLogger(config: ServerConfig, io: ServerIo): Logger {
+  const level = config.server.logLevel.toLowerCase() as LoggerLevel;
+  const file = config.server.logFile;
+  const write =
+    file === undefined
+      ? (line: string) => {
+          io.stderr.write(line);
+        }
+      : (() => {
+          const stream = createWriteStream(file, { flags: 'a', mode: 0o600 });
+          return (line: string) => {
+            stream.write(line);
+          };
+        })();
+  return createLogger({ level, format: config.server.logFormat, write });
+}
+
+async function readConfiguredFile(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new SpireEdgeError(
+      'ERR_CONFIG_INVALID',
+      `${what}: cannot read ${path}: ${describeError(err)}`,
+      { cause: err },
+    );
+  }
+}
+
+async function loadX509PopRoots(data: X509PopData): Promise<Uint8Array[]> {
+  const paths =
+    data.ca_bundle_paths ?? (data.ca_bundle_path === undefined ? [] : [data.ca_bundle_path]);
+  const roots: Uint8Array[] = [];
+  for (const p of paths) {
+    const bytes = await readConfiguredFile(p, 'NodeAttestor "x509pop"');
+    try {
+      roots.push(...parseCertificates(bytes).map((c) => c.der));
+    } catch (err) {
+      throw new SpireEdgeError(
+        'ERR_CONFIG_INVALID',
+        `NodeAttestor "x509pop": ${p} is not a PEM certificate bundle: ${describeError(err)}`,
+        { cause: err },
+      );
+    }
+  }
+  if (roots.length === 0) {
+    throw new SpireEdgeError(
+      'ERR_CONFIG_INVALID',
+      'NodeAttestor "x509pop": the CA bundle holds no certificates',
+    );
+  }
+  return roots;
+}
+
+async function openKeyManager(config: ServerConfig): Promise<KeyManager> {
+  const km = config.plugins.keyManager;
+  switch (km.name) {
+    case 'memory':
+      return new MemoryKeyManager();
+    case 'disk':
+      return openDiskKeyManager({ keysPath: (km.data as { keys_path: string }).keys_path });
+    default:
+      throw new SpireEdgeError('ERR_CONFIG_INVALID', `KeyManager "${km.name}" is not available`);
+  }
+}
+
+async function openUpstreamAuthority(
+  config: ServerConfig,
+  clock: Clock,
+  random: RandomSource,
+): Promise<UpstreamAuthority | undefined> {
+  const ua = config.plugins.upstreamAuthority;
+  if (ua === undefined) return undefined;
+  if (ua.name !== 'disk') {
+    throw new SpireEdgeError(
+      'ERR_CONFIG_INVALID',
+      `UpstreamAuthority "${ua.name}" is not available`,
+    );
+  }
+  const d = ua.data as DiskUpstreamData;
+  return openDiskUpstreamAuthority({
+    certFilePath: d.cert_file_path,
+    keyFilePath: d.key_file_path,
+    ...(d.bundle_file_path === undefined ? {} : { bundleFilePath: d.bundle_file_path }),
+    clock,
+    random,
+  });
+}
+
+async function createNodeAttestors(
+  config: ServerConfig,
+  context: ServerContext,
+): Promise<ServerNodeAttestor[]> {
+  const out: ServerNodeAttestor[] = [];
+  for (const na of config.plugins.nodeAttestors) {
+    if (na.name === 'join_token') continue; // built into the agent API, as in SPIRE
+    if (na.name === 'x509pop') {
+      const d = na.data as X509PopData;
+      out.push(
+        createX509PopAttestor({
+          trustDomain: context.trustDomain,
+          caBundle: await loadX509PopRoots(d),
+          clock: context.clock,
+          random: context.random,
+          ...(d.agent_path_template === undefined
+            ? {}
+            : { agentPathTemplate: d.agent_path_template }),
+          ...(d.max_intermediates === undefined ? {} : { maxIntermediates: d.max_intermediates }),
+          ...(d.max_rsa_key_size === undefined ? {} : { maxRsaKeySize: d.max_rsa_key_size }),
+        }),
+      );
+      continue;
+    }
+    throw new SpireEdgeError('ERR_CONFIG_INVALID', `NodeAttestor "${na.name}" is not available`);
+  }
+  return out;
+}
+
+/** A stable identity for this server's CA journal, kept in data_dir (one per replica). */
+async function loadServerId(dataDir: string): Promise<string> {
+  const path = join(dataDir, 'server-id');
+  try {
+    const id = (await readFile(path, 'utf8')).trim();
+    if (/^[0-9a-f-]{36}$/.test(id)) return id;
+    throw new SpireEdgeError('ERR_SERVER_STATE_INVALID', `${path} does not hold a server id`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const id = randomUUID();
+  await writeFile(path, `${id}\n`, { mode: 0o600, flag: 'wx' });
+  return id;
+}
+
+/** The CA journal kept in the datastore (so HA replicas on PostgreSQL each keep their own). */
+function dataStoreJournal(dataStore: DataStore, key: string): JournalStore {
+  return {
+    load: () => dataStore.loadCaJournal(key),
+    save: (bytes) => dataStore.saveCaJournal(key, bytes),
+  };
+}
+
+/**
+ * The trust bundle as stored (every replica's roots), merged with this server's own CA
+ * authorities. Agents authenticate against it, so an agent attested by one replica is accepted
+ * by another.
+ */
+class StoredTrustBundle {
+  #x509: Uint8Array[] = [];
+  readonly ca: ServerCa;
+
+  constructor(
+    private readonly dataStore: DataStore,
+    private readonly trustDomain: string,
+    local: ServerCa,
+    private readonly log: Logger,
+  ) {
+    const merged = (): Uint8Array[] => {
+      const out = [...this.#x509];
+      for (const der of local.getX509Authorities()) {
+        if (!out.some((d) => Buffer.compare(d, der) === 0)) out.push(der);
+      }
+      return out;
+    };
+    this.ca = {
+      signX509Svid: (p) => local.signX509Svid(p),
+      signX509SvidFromCsr: (csr, p) => local.signX509SvidFromCsr(csr, p),
+      signJwtSvid: (p) => local.signJwtSvid(p),
+      getX509Authorities: merged,
+      getJwtAuthorities: () => local.getJwtAuthorities(),
+      getCurrentX509Ca: () => local.getCurrentX509Ca(),
+    };
+  }
+
+  async refresh(): Promise<void> {
+    const b = await this.dataStore.getBundle(this.trustDomain);
+    if (b !== undefined) this.#x509 = b.x509Authorities.map((a) => a.certificateDer);
+  }
+
+  startRefreshing(clock: Clock, everyMs: number): () => void {
+    return every(
+      clock,
+      everyMs,
+      () => this.refresh(),
+      (err) => this.log.warn('Could not refresh the trust bundle', { error: describeError(err) }),
+    );
+  }
+}
+
+async function houseKeep(context: ServerContext): Promise<void> {
+  const now = Math.floor(context.clock.nowMs() / 1000);
+  const ds = context.dataStore;
+  const jobs: Array<[string, () => Promise<unknown>]> = [
+    ['join tokens', () => ds.pruneJoinTokens(now)],
+    ['entry events', () => ds.pruneEntryEvents(EVENT_RETENTION_SECONDS)],
+    ['node events', () => ds.pruneAttestedNodeEvents(EVENT_RETENTION_SECONDS)],
+    ['registration entries', () => ds.pruneEntries(now)],
+    ['bundle', () => ds.pruneBundle(context.trustDomain.name, now - BUNDLE_PRUNE_MARGIN_SECONDS)],
+  ];
+  for (const [what, job] of jobs) {
+    try {
+      await job();
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_DATASTORE_CONFLICT') continue;
+      context.log.warn(`Could not prune expired ${what}`, { error: describeError(err) });
+    }
+  }
+}
+
+type HttpAnswer = { status: number; body?: unknown; text?: string; type?: string };
+
+async function listenHttp(
+  host: string,
+  port: number,
+  handle: (path: string) => Promise<HttpAnswer | undefined>,
+): Promise<HttpServer> {
+  const srv = createHttpServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (req.method !== 'GET') {
+      res.writeHead(405).end();
+      return;
+    }
+    handle(path).then(
+      (a) => {
+        if (a === undefined) {
+          res.writeHead(404).end();
+        } else if (a.text !== undefined) {
+          res.writeHead(a.status, { 'content-type': a.type ?? 'text/plain' }).end(a.text);
+        } else {
+          res
+            .writeHead(a.status, { 'content-type': 'application/json' })
+            .end(JSON.stringify(a.body));
+        }
+      },
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((ok, fail) => {
+    srv.once('error', fail);
+    srv.listen(port, host, () => {
+      srv.off('error', fail);
+      ok();
+    });
+  });
+  return srv;
+}
+
+function httpAddress(srv: HttpServer): { host: string; port: number } {
+  const a = srv.address() as AddressInfo;
+  return { host: a.address, port: a.port };
+}
+
+function closeHttp(srv: HttpServer): Promise<void> {
+  return new Promise((ok) => {
+    srv.close(() => ok());
+    srv.closeAllConnections();
+  });
+}
+
+export type { PrometheusMetrics };
