@@ -54,6 +54,10 @@ import {
   MAX_CONFIG_SIZE,
   type Position,
 } from '../config/tree.js';
+import {
+  pkcs11KeyManagerSettingsFromPluginData,
+  pkcs11UpstreamAuthoritySettingsFromPluginData,
+} from '../hsm/pkcs11/config.js';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/id.js';
 
 /** SPIRE's default `-config` path, relative to the working directory. */
@@ -200,6 +204,70 @@ export const diskUpstreamAuthorityPlugin = definePlugin(
   { description: 'upstream CA certificate and key read from files' },
 );
 
+/** `plugin_data` keys shared by the PKCS#11 KeyManager and UpstreamAuthority (see docs/hsm.md). */
+const pkcs11TokenFields = {
+  module_path: string(),
+  token_label: string(),
+  token_serial: string(),
+  slot_id: integer({ min: 0 }),
+  pin: string(),
+  pin_file: string(),
+  pin_env: string(),
+  uri: string(),
+  session_pool_size: integer({ min: 1, max: 64 }),
+};
+
+/** Reports what the PKCS#11 settings parser rejects (one source, several PIN sources, …). */
+function checkPkcs11(
+  parse: (data: Readonly<Record<string, unknown>>) => unknown,
+): (
+  data: Readonly<Record<string, unknown>>,
+  h: { path: string; report(msg: string): void },
+) => void {
+  return (data, h) => {
+    const plain: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(data)) if (v !== undefined) plain[k] = v;
+    try {
+      parse(plain);
+    } catch (err) {
+      h.report(`${h.path}: ${describeError(err)}`);
+    }
+  };
+}
+
+/** `KeyManager "pkcs11"`: CA and JWT keys generated and kept on a PKCS#11 token (HSM). */
+export const pkcs11KeyManagerPlugin = definePlugin(
+  'KeyManager',
+  'pkcs11',
+  {
+    ...pkcs11TokenFields,
+    key_label_prefix: string(),
+    key_type: string({ oneOf: ['ec-p256', 'ec-p384', 'rsa-2048', 'rsa-4096'] }),
+    key_id_length: integer({ min: 1, max: 64 }),
+    signing_mode: string({ oneOf: ['auto', 'worker', 'async', 'sync'] }),
+  },
+  {
+    description: 'keys generated on a PKCS#11 token, never extractable',
+    check: checkPkcs11(pkcs11KeyManagerSettingsFromPluginData),
+  },
+);
+
+/** `UpstreamAuthority "pkcs11"`: a root CA whose key and certificate live on a PKCS#11 token. */
+export const pkcs11UpstreamAuthorityPlugin = definePlugin(
+  'UpstreamAuthority',
+  'pkcs11',
+  {
+    ...pkcs11TokenFields,
+    key_label: string(),
+    key_id: string(),
+    certificate_label: string(),
+  },
+  {
+    description: 'upstream root CA key and certificate on a PKCS#11 token',
+    check: checkPkcs11(pkcs11UpstreamAuthoritySettingsFromPluginData),
+  },
+);
+
 /** Decoded `plugin_data` of `DataStore "sql"`. */
 export type SqlDataStoreData =
   typeof sqlDataStorePlugin extends PluginDefinition<infer D> ? D : never;
@@ -229,9 +297,11 @@ export function createServerPluginRegistry(): PluginRegistry {
     .register(sqlDataStorePlugin)
     .register(memoryKeyManagerPlugin)
     .register(diskKeyManagerPlugin)
+    .register(pkcs11KeyManagerPlugin)
     .register(joinTokenNodeAttestorPlugin)
     .register(x509popNodeAttestorPlugin)
-    .register(diskUpstreamAuthorityPlugin);
+    .register(diskUpstreamAuthorityPlugin)
+    .register(pkcs11UpstreamAuthorityPlugin);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,12 @@ import { cryptoRandom, type RandomSource } from '../common/random.js';
 import { openDiskKeyManager } from '../hsm/disk.js';
 import type { KeyManager } from '../hsm/key-manager.js';
 import { MemoryKeyManager } from '../hsm/memory.js';
+import {
+  pkcs11KeyManagerSettingsFromPluginData,
+  pkcs11UpstreamAuthoritySettingsFromPluginData,
+} from '../hsm/pkcs11/config.js';
+import { openPkcs11KeyManager } from '../hsm/pkcs11/key-manager.js';
+import { openPkcs11UpstreamAuthority } from '../hsm/pkcs11/upstream-authority.js';
 import { parseCertificates } from '../spiffe/x509-cert.js';
 import { type AdminServer, startAdminServer } from './api/admin/admin-server.js';
 import { type AgentServer, startAgentServer } from './api/agent/agent-server.js';
@@ -168,9 +174,9 @@ export async function startServer(
       schema_version: await rawStore.schemaVersion(),
     });
 
-    const keyManager = await openKeyManager(config);
+    const keyManager = await openKeyManager(config, options.io.env, clock);
     closers.push(() => keyManager.close());
-    const upstream = await openUpstreamAuthority(config, clock, random);
+    const upstream = await openUpstreamAuthority(config, options.io.env, clock, random);
     if (upstream !== undefined) closers.push(() => upstream.close());
 
     const serverId = await loadServerId(s.dataDir);
@@ -238,8 +244,12 @@ export async function startServer(
       }
       const st = caManager.status();
       if (st.x509.current === undefined || st.jwt.current === undefined) return false;
-      const health = (keyManager as { health?: () => Promise<{ ok: boolean }> }).health;
-      if (health !== undefined && !(await health.call(keyManager)).ok) return false;
+      // An HSM that stopped answering makes the server not ready (it never falls back to a
+      // software key); it becomes ready again when the token answers.
+      for (const part of [keyManager, upstream]) {
+        const health = (part as { health?: () => Promise<{ ok: boolean }> } | undefined)?.health;
+        if (health !== undefined && !(await health.call(part)).ok) return false;
+      }
       return true;
     };
 
@@ -391,13 +401,23 @@ async function loadX509PopRoots(data: X509PopData): Promise<Uint8Array[]> {
   return roots;
 }
 
-async function openKeyManager(config: ServerConfig): Promise<KeyManager> {
+async function openKeyManager(
+  config: ServerConfig,
+  env: Readonly<Record<string, string | undefined>>,
+  clock: Clock,
+): Promise<KeyManager> {
   const km = config.plugins.keyManager;
   switch (km.name) {
     case 'memory':
       return new MemoryKeyManager();
     case 'disk':
       return openDiskKeyManager({ keysPath: (km.data as { keys_path: string }).keys_path });
+    case 'pkcs11':
+      return openPkcs11KeyManager({
+        ...pkcs11KeyManagerSettingsFromPluginData(definedOnly(km.data)),
+        env,
+        clock,
+      });
     default:
       throw new SpireEdgeError('ERR_CONFIG_INVALID', `KeyManager "${km.name}" is not available`);
   }
@@ -405,11 +425,20 @@ async function openKeyManager(config: ServerConfig): Promise<KeyManager> {
 
 async function openUpstreamAuthority(
   config: ServerConfig,
+  env: Readonly<Record<string, string | undefined>>,
   clock: Clock,
   random: RandomSource,
 ): Promise<UpstreamAuthority | undefined> {
   const ua = config.plugins.upstreamAuthority;
   if (ua === undefined) return undefined;
+  if (ua.name === 'pkcs11') {
+    return openPkcs11UpstreamAuthority({
+      ...pkcs11UpstreamAuthoritySettingsFromPluginData(definedOnly(ua.data)),
+      env,
+      clock,
+      random,
+    });
+  }
   if (ua.name !== 'disk') {
     throw new SpireEdgeError(
       'ERR_CONFIG_INVALID',
@@ -452,6 +481,14 @@ async function createNodeAttestors(
     }
     throw new SpireEdgeError('ERR_CONFIG_INVALID', `NodeAttestor "${na.name}" is not available`);
   }
+  return out;
+}
+
+/** plugin_data without the keys the schema left undefined. */
+function definedOnly(data: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(data as Record<string, unknown>))
+    if (v !== undefined) out[k] = v;
   return out;
 }
 

@@ -6,66 +6,12 @@
  * The compiled output is what runs: when dist/ is missing or older than src/, beforeAll builds
  * it with `tsc -p tsconfig.build.json` (what `npm run build:ts` and scripts/setup.sh run).
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt, runCommand, SPIRE_SERVER } from '../../../e2e/support.js';
 import { type RealAdmin, startRealAdmin, TD } from './support.js';
 
-const ROOT = resolve(import.meta.dirname, '../../../..');
-const BIN = join(ROOT, 'bin', 'spire-server');
-const MAIN_JS = join(ROOT, 'dist', 'server', 'cli', 'main.js');
-
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const name of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, name.name);
-    if (name.isDirectory()) newest = Math.max(newest, newestMtime(p));
-    else if (name.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-function ensureBuilt(): void {
-  if (existsSync(MAIN_JS) && statSync(MAIN_JS).mtimeMs >= newestMtime(join(ROOT, 'src'))) return;
-  // Type errors elsewhere in the tree do not stop tsc from emitting; a missing main.js does.
-  const r = spawnSync('npx', ['--no-install', 'tsc', '-p', 'tsconfig.build.json'], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
-  if (!existsSync(MAIN_JS)) {
-    throw new Error(
-      `could not build dist/ (run scripts/setup.sh): tsc exited ${String(r.status)}\n${r.stdout}${r.stderr}`,
-    );
-  }
-}
-
-interface ProcessResult {
-  code: number | null;
-  out: string;
-  err: string;
-}
-
-function spireServer(args: string[], stdin = ''): Promise<ProcessResult> {
-  return new Promise((done, fail) => {
-    const child = spawn(BIN, args, {
-      cwd: ROOT,
-      env: { PATH: process.env['PATH'] ?? '', TZ: 'UTC' },
-    });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-    });
-    child.on('error', fail);
-    child.on('close', (code) => done({ code, out, err }));
-    child.stdin.end(stdin);
-  });
-}
+const spireServer = (args: string[], stdin = '') => runCommand(SPIRE_SERVER, args, { stdin });
 
 let admin: RealAdmin;
 
