@@ -139,6 +139,8 @@ export interface ServerConfigOptions {
   /** `sqlite3` (default, under data_dir) or a PostgreSQL connection string. */
   readonly postgres?: string;
   readonly extraPlugins?: string;
+  /** The KeyManager block (default: `KeyManager "disk"` under data_dir). */
+  readonly keyManager?: string;
 }
 
 /** Writes a server.conf for a test server (agent API on a free port, socket in `dir`). */
@@ -171,10 +173,13 @@ plugins {
       ${dataStore}
     }
   }
-  KeyManager "disk" {
+  ${
+    o.keyManager ??
+    `KeyManager "disk" {
     plugin_data {
       keys_path = "${dataDir}/keys.json"
     }
+  }`
   }
   NodeAttestor "join_token" {
     plugin_data {}
@@ -190,13 +195,19 @@ ${o.extraPlugins ?? ''}
 export async function startServerProcess(
   configPath: string,
   socketPath: string,
+  env: Record<string, string> = {},
 ): Promise<ServiceProcess> {
   ensureBuilt();
-  return startProcess(SPIRE_SERVER, ['run', '-config', configPath], async () => {
-    if (!existsSync(socketPath)) return false;
-    const r = await runCommand(SPIRE_SERVER, ['healthcheck', '-socketPath', socketPath]);
-    return r.code === 0;
-  });
+  return startProcess(
+    SPIRE_SERVER,
+    ['run', '-config', configPath],
+    async () => {
+      if (!existsSync(socketPath)) return false;
+      const r = await runCommand(SPIRE_SERVER, ['healthcheck', '-socketPath', socketPath]);
+      return r.code === 0;
+    },
+    { env },
+  );
 }
 
 /** The agent API port a server process bound (from its "Starting Server APIs" log line). */
