@@ -31,7 +31,7 @@ import { KEY_TYPES, type KeyType, type Signer } from '../common/signer.js';
  * a key the caller did not expect (SPIRE compares fingerprints for the same reason).
  */
 export interface ManagedKey extends Signer {
-  /** The id the key was generated under, for example `x509-CA-A`. */
+  /** The id the key was generated under, for example `x509-CA-A-1`. */
   readonly id: string;
   /**
    * Identifies this instance of the key: lower-case hex SHA-256 of `publicKeySpki`. A

@@ -15,7 +15,7 @@ it('starts a server with its CA key on a SoftHSM2 token, mints an SVID openssl a
   expect(r.code).toBe(0);
   expect(r.out).toContain('SPIFFE ID   : spiffe://example.org/quickstart/workload');
   expect(r.out).toMatch(/openssl {5}: .*svid\.pem: OK/);
-  expect(r.out).toMatch(/objects spire-edge-JWT-Signer-A, spire-edge-x509-CA-A:/);
+  expect(r.out).toMatch(/objects spire-edge-JWT-Signer-A-1, spire-edge-x509-CA-A-1:/);
   expect(r.out).toContain('quickstart: server stopped');
   expect(statSync(join(dir, 'hsm', 'user-pin')).mode & 0o777).toBe(0o600);
   expect(existsSync(join(dir, 'server', 'private', 'api.sock'))).toBe(false);

@@ -1,9 +1,10 @@
 /**
  * The server's CA manager with both halves on a SoftHSM2 token: the pkcs11 KeyManager holds
  * the X.509 CA and JWT keys, the pkcs11 UpstreamAuthority's root (key and certificate on
- * the token) signs the CA. Rotation is driven by a manual clock; pkcs11-tool shows the key
- * objects being added and replaced, OpenSSL verifies every SVID against the token's root,
- * and a restart re-uses the keys instead of generating new ones.
+ * the token) signs the CA. Rotation is driven by a manual clock; pkcs11-tool shows each
+ * rotation adding new key objects and the retired ones being destroyed only once their
+ * authority has left the bundle, OpenSSL verifies every SVID against the token's root, and
+ * a restart re-uses the keys instead of generating new ones.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
@@ -19,6 +20,7 @@ import {
 } from '../../src/hsm/pkcs11/upstream-authority.js';
 import { MemoryJournalStore } from '../../src/server/ca/journal.js';
 import { CaManager } from '../../src/server/ca/manager.js';
+import { parseCertificate } from '../../src/spiffe/x509-cert.js';
 import { makeTempDir, removeTempDir, run } from '../harness/common.js';
 import { type SoftHsmInstance, startSoftHsm } from '../harness/softhsm.js';
 
@@ -86,15 +88,17 @@ async function startServer(): Promise<Server> {
   return server;
 }
 
-async function advanceTo(s: Server, t: number): Promise<void> {
+async function advanceTo(s: { m: CaManager }, t: number): Promise<void> {
   while (clock.nowMs() < t) {
     clock.set(Math.min(t, clock.nowMs() + H));
     await s.m.idle();
   }
 }
 
-/** CA key objects on the token: label → EC point (hex). */
-async function caKeyObjects(): Promise<Record<string, string>> {
+/** pkcs11-tool's view of the token's objects labelled `prefix…`: `{ class, label, point }`. */
+async function tokenObjects(
+  prefix: string,
+): Promise<Array<{ kind: 'private' | 'public'; label: string; point?: string }>> {
   const { stdout } = await hsm.pkcs11Tool([
     '--token-label',
     hsm.label,
@@ -102,15 +106,32 @@ async function caKeyObjects(): Promise<Record<string, string>> {
     '--pin',
     hsm.pin,
     '--list-objects',
-    '--type',
-    'pubkey',
   ]);
-  const out: Record<string, string> = {};
+  const out: Array<{ kind: 'private' | 'public'; label: string; point?: string }> = [];
   for (const block of stdout.split(/\n(?=\S)/)) {
+    const kind = /^Private Key Object/.test(block)
+      ? 'private'
+      : /^Public Key Object/.test(block)
+        ? 'public'
+        : undefined;
     const label = /^\s+label:\s*(\S+)/m.exec(block)?.[1];
     const point = /^\s+EC_POINT:\s*(\S+)/m.exec(block)?.[1];
-    if (label?.startsWith('spire-edge-') && point !== undefined) out[label] = point;
+    if (kind === undefined || label === undefined || !label.startsWith(prefix)) continue;
+    out.push({ kind, label, ...(point === undefined ? {} : { point }) });
   }
+  return out;
+}
+
+/**
+ * CA key pairs on the token (labels `prefix…`): label → EC point (hex) of the public key.
+ * Checks that every key is a private/public pair, so a half-destroyed key shows up.
+ */
+async function caKeyObjects(prefix = 'spire-edge-'): Promise<Record<string, string>> {
+  const objects = await tokenObjects(prefix);
+  const out: Record<string, string> = {};
+  for (const o of objects) if (o.kind === 'public' && o.point !== undefined) out[o.label] = o.point;
+  const privates = objects.filter((o) => o.kind === 'private').map((o) => o.label);
+  expect(privates.sort()).toEqual(Object.keys(out).sort());
   return out;
 }
 
@@ -148,14 +169,14 @@ async function issue(s: Server, name: string): Promise<Uint8Array[]> {
 }
 
 describe('CA manager over the pkcs11 KeyManager and UpstreamAuthority', () => {
-  it('issues verifiable SVIDs, rotates onto new token keys, and re-uses them after a restart', async () => {
+  it('issues verifiable SVIDs, rotates onto new token keys, re-uses them after a restart, destroys retired ones', async () => {
     const t0 = clock.nowMs();
     let s = await startServer();
     const first = await issue(s, 'first');
     const initial = await caKeyObjects();
     expect(Object.keys(initial).sort()).toEqual([
-      'spire-edge-JWT-Signer-A',
-      'spire-edge-x509-CA-A',
+      'spire-edge-JWT-Signer-A-1',
+      'spire-edge-x509-CA-A-1',
     ]);
     // The bundle holds the token's root: the CA itself is an intermediate.
     expect(s.m.ca.getX509Authorities().map((a) => Buffer.compare(a, root))).toEqual([0]);
@@ -164,12 +185,12 @@ describe('CA manager over the pkcs11 KeyManager and UpstreamAuthority', () => {
     await advanceTo(s, t0 + 12 * H);
     const prepared = await caKeyObjects();
     expect(Object.keys(prepared).sort()).toEqual([
-      'spire-edge-JWT-Signer-A',
-      'spire-edge-JWT-Signer-B',
-      'spire-edge-x509-CA-A',
-      'spire-edge-x509-CA-B',
+      'spire-edge-JWT-Signer-A-1',
+      'spire-edge-JWT-Signer-B-2',
+      'spire-edge-x509-CA-A-1',
+      'spire-edge-x509-CA-B-2',
     ]);
-    expect(prepared['spire-edge-x509-CA-A']).toBe(initial['spire-edge-x509-CA-A']);
+    expect(prepared['spire-edge-x509-CA-A-1']).toBe(initial['spire-edge-x509-CA-A-1']);
 
     // At 5/6 the new CA signs.
     await advanceTo(s, t0 + 20 * H);
@@ -184,13 +205,122 @@ describe('CA manager over the pkcs11 KeyManager and UpstreamAuthority', () => {
     const third = await issue(s, 'third');
     expect(Buffer.compare(third[1]!, second[1]!)).toBe(0);
 
-    // Slot A comes round again once its CA has expired: its retired key pair is replaced.
+    // Slot A comes round again: new key objects, while the first CA's stay (SVIDs it signed
+    // may still be in use until its notAfter, and its JWT key is still in the bundle).
     await advanceTo(s, t0 + 24 * H + 60_000);
     const rotated = await caKeyObjects();
-    expect(Object.keys(rotated).sort()).toEqual(Object.keys(prepared).sort());
-    expect(rotated['spire-edge-x509-CA-A']).not.toBe(initial['spire-edge-x509-CA-A']);
-    expect(rotated['spire-edge-x509-CA-B']).toBe(prepared['spire-edge-x509-CA-B']);
+    expect(Object.keys(rotated).sort()).toEqual([
+      'spire-edge-JWT-Signer-A-1',
+      'spire-edge-JWT-Signer-A-3',
+      'spire-edge-JWT-Signer-B-2',
+      'spire-edge-x509-CA-A-1',
+      'spire-edge-x509-CA-A-3',
+      'spire-edge-x509-CA-B-2',
+    ]);
+    expect(rotated['spire-edge-x509-CA-A-1']).toBe(initial['spire-edge-x509-CA-A-1']);
+    expect(rotated['spire-edge-x509-CA-A-3']).not.toBe(initial['spire-edge-x509-CA-A-1']);
     await issue(s, 'fourth');
+
+    // The upstream-signed CA is not itself in the bundle: its key pair goes at its
+    // notAfter + margin, and the JWT key's when its kid leaves the bundle (the same time,
+    // give or take the certificate's whole-second notAfter).
+    const firstNotAfter = parseCertificate(first[1]!).notAfter.getTime();
+    await advanceTo(s, firstNotAfter + 24 * H - 60_000);
+    const due = await caKeyObjects(); // B'' (slot B, serial 4) has been prepared meanwhile
+    expect(due['spire-edge-x509-CA-A-1']).toBe(initial['spire-edge-x509-CA-A-1']);
+    expect(due['spire-edge-JWT-Signer-A-1']).toBe(initial['spire-edge-JWT-Signer-A-1']);
+    await advanceTo(s, firstNotAfter + 24 * H);
+    expect(Object.keys(await caKeyObjects())).not.toContain('spire-edge-x509-CA-A-1');
+    await advanceTo(s, t0 + 48 * H);
+    const pruned = await caKeyObjects();
+    const { 'spire-edge-x509-CA-A-1': _x, 'spire-edge-JWT-Signer-A-1': _j, ...rest } = due;
+    expect(pruned).toEqual(rest);
+    expect(Object.keys(pruned).sort()).toEqual([
+      'spire-edge-JWT-Signer-A-3',
+      'spire-edge-JWT-Signer-B-2',
+      'spire-edge-JWT-Signer-B-4',
+      'spire-edge-x509-CA-A-3',
+      'spire-edge-x509-CA-B-2',
+      'spire-edge-x509-CA-B-4',
+    ]);
+    expect(s.m.ca.getX509Authorities().map((a) => Buffer.compare(a, root))).toEqual([0]);
+    await issue(s, 'fifth');
     expect((await s.km.health()).ok).toBe(true);
+    await s.close();
+    closers.pop();
+  });
+
+  it('destroys a self-signed CA key pair only once its root has left the bundle', async () => {
+    const prefix = 'selfsigned-';
+    const others = await caKeyObjects(); // another manager's keys on the same token
+    const km = await openPkcs11KeyManager({
+      modulePath: hsm.modulePath,
+      tokenLabel: hsm.label,
+      pin: hsm.pin,
+      keyLabelPrefix: prefix,
+    });
+    const m = await CaManager.start({
+      trustDomain: TD,
+      keyManager: km,
+      journalStore: new MemoryJournalStore(),
+      clock,
+    });
+    closers.push(async () => {
+      await m.close();
+      await km.close();
+    });
+    const t1 = clock.nowMs();
+    const rootA = m.bundle.x509Authorities[0]!.certificate;
+    const kidA = m.status().jwt.current!.jwtKeyId!;
+    const inBundle = (cert: Uint8Array) =>
+      m.bundle.x509Authorities.some((a) => Buffer.compare(a.certificate, cert) === 0);
+    const initial = await caKeyObjects(prefix);
+    expect(Object.keys(initial).sort()).toEqual([
+      'selfsigned-JWT-Signer-A-1',
+      'selfsigned-x509-CA-A-1',
+    ]);
+    // The other manager's keys (another label prefix) are not in this one's naming scheme.
+    expect(await caKeyObjects()).toEqual(others);
+
+    await advanceTo({ m }, t1 + 24 * H);
+    expect(Object.keys(await caKeyObjects(prefix)).sort()).toEqual([
+      'selfsigned-JWT-Signer-A-1',
+      'selfsigned-JWT-Signer-A-3',
+      'selfsigned-JWT-Signer-B-2',
+      'selfsigned-x509-CA-A-1',
+      'selfsigned-x509-CA-A-3',
+      'selfsigned-x509-CA-B-2',
+    ]);
+
+    // A's root is retired (B has been active since 20 h) but still in the bundle: its keys stay.
+    const pruneAt = parseCertificate(rootA).notAfter.getTime() + 24 * H;
+    await advanceTo({ m }, pruneAt - 60_000);
+    expect(inBundle(rootA)).toBe(true);
+    const before = await caKeyObjects(prefix);
+    expect(before['selfsigned-x509-CA-A-1']).toBe(initial['selfsigned-x509-CA-A-1']);
+    expect(before['selfsigned-JWT-Signer-A-1']).toBe(initial['selfsigned-JWT-Signer-A-1']);
+
+    // The root leaves the bundle, and then its key pair is destroyed (the JWT key's kid
+    // leaves with its own notAfter, up to a second later: the certificate's is whole seconds).
+    await advanceTo({ m }, pruneAt);
+    expect(inBundle(rootA)).toBe(false);
+    const labels = (await tokenObjects(prefix)).map((o) => o.label);
+    expect(labels.filter((l) => l.endsWith('x509-CA-A-1'))).toEqual([]);
+    expect(labels.filter((l) => l.endsWith('x509-CA-A-3'))).toHaveLength(2); // private + public
+    await advanceTo({ m }, pruneAt + 1000);
+    expect(m.bundle.jwtAuthorities.map((j) => j.keyId)).not.toContain(kidA);
+    const after = await tokenObjects(prefix);
+    expect(after.filter((o) => o.label.endsWith('-A-1'))).toEqual([]);
+    expect(Object.keys(await caKeyObjects(prefix)).sort()).toEqual([
+      'selfsigned-JWT-Signer-A-3',
+      'selfsigned-JWT-Signer-A-5',
+      'selfsigned-JWT-Signer-B-2',
+      'selfsigned-JWT-Signer-B-4',
+      'selfsigned-x509-CA-A-3',
+      'selfsigned-x509-CA-A-5',
+      'selfsigned-x509-CA-B-2',
+      'selfsigned-x509-CA-B-4',
+    ]);
+    expect(await caKeyObjects()).toEqual(others);
   });
 });

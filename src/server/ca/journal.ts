@@ -5,13 +5,19 @@
  * does — plus the authorities it contributes to the trust bundle, so a restart neither mints
  * a new CA while the old one is still good nor forgets roots that agents still need.
  *
- * Private keys are never in the journal: they stay in the KeyManager, under the slot's key id
- * (`x509-CA-A`, `JWT-Signer-B`, …). The journal is bytes behind a {@link JournalStore}; the
- * server plugs in its datastore's CA-journal table. The encoding is versioned JSON.
+ * Private keys are never in the journal: they stay in the KeyManager. Each entry names the
+ * KeyManager key id it was prepared under (`keyManagerKeyId`), unique to that preparation:
+ * `<slot base>-<serial>`, for example `x509-CA-B-7` or `JWT-Signer-A-3` (see
+ * {@link slotKeyIdBase}). The journal is bytes behind a {@link JournalStore}; the server
+ * plugs in its datastore's CA-journal table. The encoding is versioned JSON: version 2 names
+ * the key of every entry; version 1 (written before keys were unique per preparation) named
+ * none, because every entry of a slot used the slot's fixed id (`x509-CA-A`), and is still
+ * read, each entry getting its slot's fixed id.
  *
  * Errors: `ERR_CA_JOURNAL_CORRUPT` (bytes that do not decode; never silently reset).
  */
 import { describeError, SpireEdgeError } from '../../common/errors.js';
+import { assertKeyId } from '../../hsm/key-manager.js';
 
 /** Where the journal's bytes live (the datastore's CA-journal table in the server). */
 export interface JournalStore {
@@ -55,6 +61,18 @@ export type AuthorityStatus = 'prepared' | 'active' | 'old';
 /** The most entries kept per kind (SPIRE's journalCap). */
 export const JOURNAL_CAP = 10;
 
+/** The journal version {@link encodeJournal} writes; {@link decodeJournal} reads 1 and 2. */
+export const JOURNAL_VERSION = 2;
+
+/**
+ * The base of a slot's KeyManager key ids, SPIRE's fixed slot key id: `x509-CA-A`,
+ * `x509-CA-B`, `JWT-Signer-A`, `JWT-Signer-B`. The CA manager names each key it generates
+ * `<base>-<serial>`; journals of version 1 used the base itself for every entry of the slot.
+ */
+export function slotKeyIdBase(kind: 'x509' | 'jwt', slotId: SlotId): string {
+  return `${kind === 'x509' ? 'x509-CA' : 'JWT-Signer'}-${slotId}`;
+}
+
 /** One prepared X.509 CA. */
 export interface X509CaJournalEntry {
   readonly slotId: SlotId;
@@ -67,6 +85,8 @@ export interface X509CaJournalEntry {
   /** Upstream intermediates above the CA certificate, excluding roots (empty when self-signed). */
   readonly upstreamChain: readonly Uint8Array[];
   readonly status: AuthorityStatus;
+  /** The KeyManager key id of the CA key (`x509-CA-A-1`; `x509-CA-A` from a version 1 journal). */
+  readonly keyManagerKeyId: string;
 }
 
 /** One prepared JWT signing key. */
@@ -79,6 +99,11 @@ export interface JwtKeyJournalEntry {
   /** The public key (SubjectPublicKeyInfo DER). */
   readonly publicKey: Uint8Array;
   readonly status: AuthorityStatus;
+  /**
+   * The KeyManager key id of the signing key (`JWT-Signer-A-1`; `JWT-Signer-A` from a
+   * version 1 journal). Not the `kid`, which is {@link keyId}.
+   */
+  readonly keyManagerKeyId: string;
 }
 
 /** An X.509 authority (root certificate) the CA manager put in the bundle. */
@@ -113,7 +138,6 @@ export const EMPTY_JOURNAL: JournalData = Object.freeze({
 });
 
 const FORMAT = 'spire-edge-ca-journal';
-const VERSION = 1;
 
 const b64 = (b: Uint8Array): string =>
   Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
@@ -123,7 +147,7 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 export function encodeJournal(data: JournalData): Uint8Array {
   const doc = {
     format: FORMAT,
-    version: VERSION,
+    version: JOURNAL_VERSION,
     x509CAs: data.x509Cas.slice(-JOURNAL_CAP).map((e) => ({
       slotId: e.slotId,
       issuedAt: iso(e.issuedAt),
@@ -131,6 +155,7 @@ export function encodeJournal(data: JournalData): Uint8Array {
       certificate: b64(e.certificate),
       upstreamChain: e.upstreamChain.map(b64),
       status: e.status,
+      keyManagerKeyId: e.keyManagerKeyId,
     })),
     jwtKeys: data.jwtKeys.slice(-JOURNAL_CAP).map((e) => ({
       slotId: e.slotId,
@@ -139,6 +164,7 @@ export function encodeJournal(data: JournalData): Uint8Array {
       keyId: e.keyId,
       publicKey: b64(e.publicKey),
       status: e.status,
+      keyManagerKeyId: e.keyManagerKeyId,
     })),
     x509Authorities: data.x509Authorities.map((a) => ({
       certificate: b64(a.certificate),
@@ -212,9 +238,28 @@ function status(o: Obj, what: string): AuthorityStatus {
   return s;
 }
 
+/** Version 2: the entry's own key id. Version 1: the slot's fixed id. */
+function keyManagerKeyId(
+  o: Obj,
+  version: number,
+  kind: 'x509' | 'jwt',
+  slotId: SlotId,
+  what: string,
+): string {
+  if (version === 1) return slotKeyIdBase(kind, slotId);
+  const id = str(o, 'keyManagerKeyId', what);
+  try {
+    assertKeyId(id);
+  } catch (err) {
+    throw corrupt(`${what}.keyManagerKeyId is not a valid key id (${describeError(err)})`, err);
+  }
+  return id;
+}
+
 /**
- * Decodes journal bytes written by {@link encodeJournal}. Checks structure only: the CA
- * manager still checks every entry against the KeyManager before using it.
+ * Decodes journal bytes written by {@link encodeJournal}, of version 2 or 1 (version 1
+ * entries get their slot's fixed key id, {@link slotKeyIdBase}). Checks structure only: the
+ * CA manager still checks every entry against the KeyManager before using it.
  *
  * @throws SpireEdgeError `ERR_CA_JOURNAL_CORRUPT` naming the broken field.
  */
@@ -227,13 +272,15 @@ export function decodeJournal(data: Uint8Array): JournalData {
   }
   const top = obj(doc, 'journal');
   if (top['format'] !== FORMAT) throw corrupt(`format must be ${FORMAT}`);
-  if (top['version'] !== VERSION)
-    throw corrupt(`version ${String(top['version'])} is not supported`);
+  const version = top['version'];
+  if (version !== 1 && version !== JOURNAL_VERSION)
+    throw corrupt(`version ${String(version)} is not supported`);
   const x509Cas = arr(top['x509CAs'], 'x509CAs').map((v, i): X509CaJournalEntry => {
     const w = `x509CAs[${i}]`;
     const o = obj(v, w);
+    const slotId = slot(o, w);
     return {
-      slotId: slot(o, w),
+      slotId,
       issuedAt: time(o, 'issuedAt', w),
       notAfter: time(o, 'notAfter', w),
       certificate: bytes(o['certificate'], `${w}.certificate`),
@@ -241,6 +288,7 @@ export function decodeJournal(data: Uint8Array): JournalData {
         bytes(c, `${w}.upstreamChain[${j}]`),
       ),
       status: status(o, w),
+      keyManagerKeyId: keyManagerKeyId(o, version, 'x509', slotId, w),
     };
   });
   const jwtKeys = arr(top['jwtKeys'], 'jwtKeys').map((v, i): JwtKeyJournalEntry => {
@@ -248,13 +296,15 @@ export function decodeJournal(data: Uint8Array): JournalData {
     const o = obj(v, w);
     const keyId = str(o, 'keyId', w);
     if (keyId === '') throw corrupt(`${w}.keyId must not be empty`);
+    const slotId = slot(o, w);
     return {
-      slotId: slot(o, w),
+      slotId,
       issuedAt: time(o, 'issuedAt', w),
       notAfter: time(o, 'notAfter', w),
       keyId,
       publicKey: bytes(o['publicKey'], `${w}.publicKey`),
       status: status(o, w),
+      keyManagerKeyId: keyManagerKeyId(o, version, 'jwt', slotId, w),
     };
   });
   const x509Authorities = arr(top['x509Authorities'], 'x509Authorities').map(

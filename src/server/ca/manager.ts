@@ -3,8 +3,8 @@
  * JWT signing key, rotates them on SPIRE's schedule and keeps the trust bundle's local
  * authorities.
  *
- * - Two slots per kind, A and B. With nothing active at start, a CA (key `x509-CA-A`) and a
- *   JWT key (`JWT-Signer-A`) are prepared and activated at once.
+ * - Two slots per kind, A and B. With nothing active at start, a CA and a JWT key are
+ *   prepared in slot A and activated at once.
  * - When the active one reaches 1/2 of its lifetime (at most 30 days before its notAfter)
  *   the other slot is *prepared*: a new KeyManager key, a CA certificate (self-signed, or
  *   signed by the UpstreamAuthority), a random `kid` for JWT. Its root (or the upstream
@@ -14,10 +14,20 @@
  * - An authority leaves the bundle only once everything it signed has expired: SVIDs never
  *   outlive their CA or JWT key, so that is its notAfter, plus a safety margin (SPIRE's
  *   24 h). The last X.509 authority is never pruned.
+ * - Every preparation generates a key under an id of its own, `<slot base>-<serial>`
+ *   (`x509-CA-A-1`, `JWT-Signer-B-2`, …; the serial counts per kind), so no key is ever
+ *   replaced. A retired key is deleted from the KeyManager once its authority has left the
+ *   bundle (with an UpstreamAuthority, whose CA certificates are not in the bundle: once its
+ *   notAfter + margin has passed), and never while a live slot or any journal entry still
+ *   needs it. A failed deletion is reported (`key-delete-failed`) and retried.
  * - Every change is written to the journal (journal.ts) *before* it takes effect, so a
  *   restart with the same journal and a persistent KeyManager re-uses the active CA and key.
  *   A journal entry whose key is missing from the KeyManager (or differs from it) is
  *   skipped with a `journal-entry-unusable` event and a new CA is prepared, as SPIRE does.
+ *   Keys that follow the naming scheme but that no journal entry names and no bundle
+ *   authority holds (left by a crash between generation and journal save, or by a failed
+ *   preparation) are deleted; keys the journal names are never deleted early nor
+ *   regenerated, and keys outside the naming scheme are never touched.
  *
  * Timers run on the injected {@link Clock}; randomness (serials, `kid`s) comes from the
  * injected {@link RandomSource}. Work is serialised: one rotation step at a time.
@@ -55,6 +65,7 @@ import {
   type JwtAuthorityJournalEntry,
   type JwtKeyJournalEntry,
   type SlotId,
+  slotKeyIdBase,
   type X509AuthorityJournalEntry,
   type X509CaJournalEntry,
 } from './journal.js';
@@ -140,6 +151,8 @@ export type CaEvent =
       readonly slotId: SlotId;
       readonly notAfter: Date;
       readonly selfSigned: boolean;
+      /** The new CA key's KeyManager id. */
+      readonly keyManagerKeyId: string;
     }
   | { readonly type: 'x509-ca-activated'; readonly slotId: SlotId; readonly notAfter: Date }
   | {
@@ -147,6 +160,8 @@ export type CaEvent =
       readonly slotId: SlotId;
       readonly keyId: string;
       readonly notAfter: Date;
+      /** The new signing key's KeyManager id (`keyId` is the `kid`). */
+      readonly keyManagerKeyId: string;
     }
   | {
       readonly type: 'jwt-key-activated';
@@ -162,6 +177,28 @@ export type CaEvent =
       readonly reason: string;
     }
   | { readonly type: 'prune-skipped'; readonly reason: string }
+  | {
+      /**
+       * A KeyManager key was deleted: `retired` once its authority left the bundle,
+       * `unused` when no journal entry named it (a crash or a failed preparation left it).
+       */
+      readonly type: 'key-deleted';
+      readonly kind: 'x509' | 'jwt';
+      readonly keyManagerKeyId: string;
+      readonly reason: 'retired' | 'unused';
+    }
+  | {
+      /** Deleting a key failed (`ERR_CA_KEY_MANAGER`, the KeyManager's error as `cause`); retried. */
+      readonly type: 'key-delete-failed';
+      readonly keyManagerKeyId: string;
+      readonly error: SpireEdgeError;
+    }
+  | {
+      /** A key due for deletion was left alone: the KeyManager's key under that id is another one. */
+      readonly type: 'key-delete-skipped';
+      readonly keyManagerKeyId: string;
+      readonly reason: string;
+    }
   | { readonly type: 'rotation-failed'; readonly error: SpireEdgeError };
 
 export type CaEventListener = (event: CaEvent) => void;
@@ -221,9 +258,34 @@ interface Settings {
   readonly random: RandomSource;
 }
 
+type KeyKind = 'x509' | 'jwt';
+
+/** A key no journal entry names: deleted once no bundle authority holds its public key. */
+interface UnnamedKey {
+  readonly kind: KeyKind;
+  readonly spki: Uint8Array;
+  /** Not deleted before this time (ms): notAfter + margin of an entry dropped from the journal. */
+  readonly keepUntil: number;
+  /** `retired` for an entry the journal cap dropped, `unused` for a key never journaled. */
+  readonly reason: 'retired' | 'unused';
+}
+
 const other = (id: SlotId): SlotId => (id === 'A' ? 'B' : 'A');
-const x509KeyId = (id: SlotId): string => `x509-CA-${id}`;
-const jwtKeyId = (id: SlotId): string => `JWT-Signer-${id}`;
+
+/**
+ * The manager's key ids: `x509-CA-A-7`, `JWT-Signer-B-12`, and the fixed slot ids of
+ * version 1 journals (`x509-CA-A`, serial 0). Anything else in the KeyManager is not ours.
+ */
+const KEY_ID_RE = /^(x509-CA|JWT-Signer)-[AB](?:-([1-9][0-9]{0,14}))?$/;
+
+function parseOwnKeyId(id: string): { kind: KeyKind; serial: number } | undefined {
+  const m = KEY_ID_RE.exec(id);
+  if (m === null) return undefined;
+  return {
+    kind: m[1] === 'x509-CA' ? 'x509' : 'jwt',
+    serial: m[2] === undefined ? 0 : Number(m[2]),
+  };
+}
 const isEmpty = (s: { entry: { status: AuthorityStatus } } | undefined): boolean =>
   s === undefined || s.entry.status === 'old';
 
@@ -274,6 +336,23 @@ export class CaManager {
   #cancelTimer: (() => void) | undefined;
   #failed = false;
   #closed = false;
+  /** The highest key serial seen per kind (journal, KeyManager, generated here). */
+  readonly #serial: Record<KeyKind, number> = { x509: 0, jwt: 0 };
+  /** Our keys that no journal entry names: deleted once no bundle authority holds them. */
+  readonly #unnamed = new Map<string, UnnamedKey>();
+  /** Keys generated by a step whose journal save failed: unnamed once a later save succeeds. */
+  #unsaved: Array<{ kind: KeyKind; key: ManagedKey }> = [];
+  /** Keys generated by the step running now. */
+  #generated: Array<{ kind: KeyKind; key: ManagedKey }> = [];
+  /** Journal-named key ids that need no more work (deleted, absent, or not the entry's key). */
+  readonly #settled = new Set<string>();
+  /**
+   * Consecutive cleanup passes in which a deletion failed: the next pass comes after
+   * `retryIntervalSeconds`, doubling per failure up to 10 min (a token may refuse for good).
+   */
+  #deleteFailures = 0;
+  /** SubjectPublicKeyInfo of certificates (journal entries and authorities share arrays). */
+  readonly #spkiCache = new WeakMap<Uint8Array, Uint8Array>();
   /** The signing interface the server's APIs use. */
   readonly ca: ServerCa;
 
@@ -468,6 +547,37 @@ export class CaManager {
     if (bytes !== undefined) data = decodeJournal(bytes);
     const now = this.#s.clock.nowMs();
 
+    // Key bookkeeping: serials continue after every id in use; journal-named keys that are
+    // gone need no deletion; our keys that the journal does not name are left-overs.
+    let listed: ManagedKey[];
+    try {
+      listed = await this.#s.keyManager.listKeys();
+    } catch (err) {
+      throw caError(
+        'ERR_CA_KEY_MANAGER',
+        `cannot list the key manager's keys: ${describeError(err)}`,
+        err,
+      );
+    }
+    const named = new Set([...data.x509Cas, ...data.jwtKeys].map((e) => e.keyManagerKeyId));
+    for (const id of named) this.#noteSerial(id);
+    const present = new Set<string>();
+    for (const key of listed) {
+      const own = parseOwnKeyId(key.id);
+      if (own === undefined) continue;
+      present.add(key.id);
+      this.#noteSerial(key.id);
+      if (!named.has(key.id)) {
+        this.#unnamed.set(key.id, {
+          kind: own.kind,
+          spki: key.publicKeySpki,
+          keepUntil: 0,
+          reason: 'unused',
+        });
+      }
+    }
+    for (const id of named) if (!present.has(id)) this.#settled.add(id);
+
     // Newest first, as SPIRE's slot loader: ACTIVE goes to current, the newest PREPARED to
     // next; a PREPARED entry with no ACTIVE one becomes current (and is activated if in time).
     let x509Current: X509Slot | undefined;
@@ -543,7 +653,7 @@ export class CaManager {
       );
     }
     if (entry.notAfter <= now) return this.#unusable('x509', entry.slotId, 'expired');
-    const key = await this.#getKey(x509KeyId(entry.slotId));
+    const key = await this.#getKey(entry.keyManagerKeyId);
     if (key === undefined) return this.#unusable('x509', entry.slotId, 'no key manager key');
     if (!bytesEqual(key.publicKeySpki, cert.spkiDer)) {
       return this.#unusable('x509', entry.slotId, 'public key does not match key manager key');
@@ -553,7 +663,7 @@ export class CaManager {
 
   async #loadJwtSlot(entry: JwtKeyJournalEntry, now: number): Promise<JwtSlot | undefined> {
     if (entry.notAfter <= now) return this.#unusable('jwt', entry.slotId, 'expired');
-    const key = await this.#getKey(jwtKeyId(entry.slotId));
+    const key = await this.#getKey(entry.keyManagerKeyId);
     if (key === undefined) return this.#unusable('jwt', entry.slotId, 'no key manager key');
     if (!bytesEqual(key.publicKeySpki, entry.publicKey)) {
       return this.#unusable('jwt', entry.slotId, 'public key does not match key manager key');
@@ -577,6 +687,8 @@ export class CaManager {
     const events: CaEvent[] = [];
     let s = this.#state;
     let error: SpireEdgeError | undefined;
+    let saved: boolean | undefined;
+    this.#generated = [];
     try {
       s = await this.#rotateX509(s, now, events);
     } catch (err) {
@@ -591,14 +703,156 @@ export class CaManager {
     if (s !== this.#state) {
       try {
         await this.#save(s);
+        saved = true;
         this.#commit(s, events);
       } catch (err) {
+        saved ??= false;
         error ??= this.#asCaError(err);
       }
     }
     this.#failed = error !== undefined;
     if (error !== undefined) this.#emit({ type: 'rotation-failed', error });
+    this.#trackGenerated(saved);
+    await this.#deleteUnneededKeys(now);
     return error;
+  }
+
+  /**
+   * Keys this step generated that the committed state does not hold belong to a failed
+   * preparation. If the journal save failed, the store may still hold what was written, so
+   * they wait until a later save succeeds; otherwise no journal ever named them.
+   */
+  #trackGenerated(saved: boolean | undefined): void {
+    const named = namedKeyIds(this.#state);
+    const orphaned = this.#generated.filter((g) => !named.has(g.key.id));
+    this.#generated = [];
+    if (saved === false) {
+      this.#unsaved.push(...orphaned);
+      return;
+    }
+    const now = saved === true ? [...this.#unsaved.splice(0), ...orphaned] : orphaned;
+    for (const g of now) {
+      if (!named.has(g.key.id)) {
+        this.#unnamed.set(g.key.id, {
+          kind: g.kind,
+          spki: g.key.publicKeySpki,
+          keepUntil: 0,
+          reason: 'unused',
+        });
+      }
+    }
+  }
+
+  /**
+   * Deletes the keys nothing needs any more: retired keys of journal entries whose authority
+   * has left the bundle (after the journal without it was saved), and our keys no journal
+   * entry names. Failures are reported and retried; they never fail the step.
+   */
+  async #deleteUnneededKeys(now: number): Promise<void> {
+    const s = this.#state;
+    const live = liveKeyIds(s);
+    const byId = new Map<string, { kind: KeyKind; needed: boolean; spkis: Uint8Array[] }>();
+    const note = (id: string, kind: KeyKind, needed: boolean, spki: Uint8Array | undefined) => {
+      const c = byId.get(id) ?? { kind, needed: false, spkis: [] };
+      byId.set(id, {
+        kind: c.kind,
+        needed: c.needed || needed || live.has(id),
+        spkis: spki === undefined ? c.spkis : [...c.spkis, spki],
+      });
+    };
+    const margin = this.#s.marginMs;
+    for (const e of s.x509Log) {
+      const inBundle = s.x509Authorities.some((a) => bytesEqual(a.certificate, e.certificate));
+      note(
+        e.keyManagerKeyId,
+        'x509',
+        inBundle || now < e.notAfter + margin,
+        this.#certSpki(e.certificate),
+      );
+    }
+    for (const e of s.jwtLog) {
+      const inBundle = s.jwtAuthorities.some((a) => a.keyId === e.keyId);
+      note(e.keyManagerKeyId, 'jwt', inBundle || now < e.notAfter + margin, e.publicKey);
+    }
+    let failed = false;
+    for (const [id, c] of byId) {
+      if (c.needed || this.#settled.has(id)) continue;
+      // Only our naming scheme is ever deleted, whatever the journal says.
+      if (parseOwnKeyId(id) === undefined) this.#settled.add(id);
+      else if (await this.#deleteKey(id, c.kind, c.spkis, 'retired')) this.#settled.add(id);
+      else failed = true;
+    }
+    for (const [id, u] of [...this.#unnamed]) {
+      if (byId.has(id) || live.has(id)) {
+        this.#unnamed.delete(id);
+        continue;
+      }
+      if (now < u.keepUntil || this.#authorityHolds(s, u.spki)) continue;
+      if (await this.#deleteKey(id, u.kind, [u.spki], u.reason)) this.#unnamed.delete(id);
+      else failed = true;
+    }
+    for (const id of this.#settled) if (!byId.has(id)) this.#settled.delete(id);
+    this.#deleteFailures = failed ? this.#deleteFailures + 1 : 0;
+  }
+
+  /**
+   * Deletes `id` if the KeyManager's key under it has one of `spkis` (the retired
+   * authority's own key). True when nothing is left to do, false when it must be retried.
+   */
+  async #deleteKey(
+    id: string,
+    kind: KeyKind,
+    spkis: readonly Uint8Array[],
+    reason: 'retired' | 'unused',
+  ): Promise<boolean> {
+    try {
+      const key = await this.#s.keyManager.getKey(id);
+      if (key === undefined) return true;
+      if (!spkis.some((p) => bytesEqual(p, key.publicKeySpki))) {
+        this.#emit({
+          type: 'key-delete-skipped',
+          keyManagerKeyId: id,
+          reason: 'the key manager key is not the one the journal recorded',
+        });
+        return true;
+      }
+      if (await this.#s.keyManager.deleteKey(id)) {
+        this.#emit({ type: 'key-deleted', kind, keyManagerKeyId: id, reason });
+      }
+      return true;
+    } catch (err) {
+      this.#emit({
+        type: 'key-delete-failed',
+        keyManagerKeyId: id,
+        error: caError('ERR_CA_KEY_MANAGER', `cannot delete key ${id}: ${describeError(err)}`, err),
+      });
+      return false;
+    }
+  }
+
+  /** Whether a bundle authority (a self-signed root or a JWT key) has this public key. */
+  #authorityHolds(s: State, spki: Uint8Array): boolean {
+    return (
+      s.jwtAuthorities.some((a) => bytesEqual(a.publicKey, spki)) ||
+      s.x509Authorities.some((a) => {
+        const p = this.#certSpki(a.certificate);
+        return p !== undefined && bytesEqual(p, spki);
+      })
+    );
+  }
+
+  /** A certificate's SubjectPublicKeyInfo, or undefined when it does not parse. */
+  #certSpki(cert: Uint8Array): Uint8Array | undefined {
+    let spki = this.#spkiCache.get(cert);
+    if (spki === undefined) {
+      try {
+        spki = parseCertificate(cert).spkiDer;
+      } catch {
+        return undefined;
+      }
+      this.#spkiCache.set(cert, spki);
+    }
+    return spki;
   }
 
   #asCaError(err: unknown): SpireEdgeError {
@@ -655,19 +909,32 @@ export class CaManager {
     return s;
   }
 
-  async #generate(id: string, keyType: KeyType): Promise<ManagedKey> {
+  /** Records the serial of one of our key ids so that new ids never repeat it. */
+  #noteSerial(id: string): void {
+    const own = parseOwnKeyId(id);
+    if (own !== undefined && own.serial > this.#serial[own.kind])
+      this.#serial[own.kind] = own.serial;
+  }
+
+  /** Generates a key under a fresh id, `<slot base>-<next serial of the kind>`. */
+  async #generate(kind: KeyKind, slotId: SlotId, keyType: KeyType): Promise<ManagedKey> {
+    this.#serial[kind] += 1;
+    const id = `${slotKeyIdBase(kind, slotId)}-${this.#serial[kind]}`;
+    let key: ManagedKey;
     try {
-      return await this.#s.keyManager.generateKey(id, keyType);
+      key = await this.#s.keyManager.generateKey(id, keyType);
     } catch (err) {
       throw caError('ERR_CA_KEY_MANAGER', `cannot generate key ${id}: ${describeError(err)}`, err);
     }
+    this.#generated.push({ kind, key });
+    return key;
   }
 
   async #prepareX509(
     slotId: SlotId,
     now: number,
   ): Promise<{ slot: X509Slot; roots: Uint8Array[] }> {
-    const key = await this.#generate(x509KeyId(slotId), this.#s.caKeyType);
+    const key = await this.#generate('x509', slotId, this.#s.caKeyType);
     const subject = {
       ...(this.#s.caSubject.country === undefined
         ? {}
@@ -733,7 +1000,15 @@ export class CaManager {
     return {
       slot: {
         key,
-        entry: { slotId, issuedAt: now, notAfter, certificate, upstreamChain, status: 'prepared' },
+        entry: {
+          slotId,
+          issuedAt: now,
+          notAfter,
+          certificate,
+          upstreamChain,
+          status: 'prepared',
+          keyManagerKeyId: key.id,
+        },
       },
       roots,
     };
@@ -756,6 +1031,7 @@ export class CaManager {
       slotId: p.slot.entry.slotId,
       notAfter: new Date(p.slot.entry.notAfter),
       selfSigned: this.#s.upstream === undefined,
+      keyManagerKeyId: p.slot.key.id,
     });
     return {
       ...s,
@@ -794,7 +1070,7 @@ export class CaManager {
   }
 
   async #prepareJwt(slotId: SlotId, now: number): Promise<JwtSlot> {
-    const key = await this.#generate(jwtKeyId(slotId), this.#s.jwtKeyType);
+    const key = await this.#generate('jwt', slotId, this.#s.jwtKeyType);
     let kid = '';
     for (let i = 0; i < 32; i++) kid += KID_ALPHABET[this.#s.random.int(0, KID_ALPHABET.length)];
     return {
@@ -806,6 +1082,7 @@ export class CaManager {
         keyId: kid,
         publicKey: key.publicKeySpki,
         status: 'prepared',
+        keyManagerKeyId: key.id,
       },
     };
   }
@@ -816,6 +1093,7 @@ export class CaManager {
       slotId: slot.entry.slotId,
       keyId: slot.entry.keyId,
       notAfter: new Date(slot.entry.notAfter),
+      keyManagerKeyId: slot.key.id,
     });
     return {
       ...s,
@@ -918,6 +1196,20 @@ export class CaManager {
     const before = this.#state;
     this.#state = s;
     this.#refreshActive();
+    // Entries the journal cap dropped: their keys are no longer named, but still deleted.
+    const named = namedKeyIds(s);
+    const dropped = (id: string, kind: KeyKind, spki: Uint8Array | undefined, notAfter: number) => {
+      if (named.has(id) || this.#settled.has(id) || spki === undefined) return;
+      this.#unnamed.set(id, {
+        kind,
+        spki,
+        keepUntil: notAfter + this.#s.marginMs,
+        reason: 'retired',
+      });
+    };
+    for (const e of before.x509Log)
+      dropped(e.keyManagerKeyId, 'x509', this.#certSpki(e.certificate), e.notAfter);
+    for (const e of before.jwtLog) dropped(e.keyManagerKeyId, 'jwt', e.publicKey, e.notAfter);
     const addedX509 = s.x509Authorities
       .filter((a) => !before.x509Authorities.some((b) => bytesEqual(a.certificate, b.certificate)))
       .map((a) => a.certificate);
@@ -1031,10 +1323,19 @@ export class CaManager {
     }
     for (const a of [...s.x509Authorities, ...s.jwtAuthorities])
       times.push(a.notAfter + this.#s.marginMs);
+    // Retired keys go once their authority has gone (or, upstream-signed, at notAfter + margin).
+    for (const e of [...s.x509Log, ...s.jwtLog]) {
+      if (!this.#settled.has(e.keyManagerKeyId)) times.push(e.notAfter + this.#s.marginMs);
+    }
+    for (const u of this.#unnamed.values()) times.push(u.keepUntil);
     // Whatever was due has been done by the step that just ran, or failed (then retry), or
     // was skipped on purpose (the last X.509 authority): only future times wake us.
     let wake = Math.min(...times.filter((t) => t > now), now + MAX_SLEEP_MS);
     if (this.#failed) wake = Math.min(wake, now + this.#s.retryMs);
+    if (this.#deleteFailures > 0) {
+      const backoff = this.#s.retryMs * 2 ** Math.min(this.#deleteFailures - 1, 16);
+      wake = Math.min(wake, now + Math.min(backoff, MAX_SLEEP_MS));
+    }
     this.#cancelTimer = this.#s.clock.setTimer(Math.max(0, Math.ceil(wake - now)), () => {
       this.#cancelTimer = undefined;
       if (this.#closed) return;
@@ -1045,6 +1346,22 @@ export class CaManager {
       }).catch(() => undefined);
     });
   }
+}
+
+/** KeyManager ids the journal names (and the live slots hold). */
+function namedKeyIds(s: State): Set<string> {
+  const ids = new Set([...s.x509Log, ...s.jwtLog].map((e) => e.keyManagerKeyId));
+  for (const id of liveKeyIds(s)) ids.add(id);
+  return ids;
+}
+
+/** KeyManager ids of the slots that are prepared or active: never deleted. */
+function liveKeyIds(s: State): Set<string> {
+  const ids = new Set<string>();
+  for (const slot of [s.x509Current, s.x509Next, s.jwtCurrent, s.jwtNext]) {
+    if (slot !== undefined && slot.entry.status !== 'old') ids.add(slot.key.id);
+  }
+  return ids;
 }
 
 function publicKeyFromSpki(spki: Uint8Array): KeyObject {

@@ -63,7 +63,7 @@ export interface CaBundle {
 export interface ActiveX509Ca {
   /** `A` or `B`. */
   readonly slotId: string;
-  /** The KeyManager id of the CA key (`x509-CA-A`, …). */
+  /** The KeyManager id of the CA key (`x509-CA-A-1`, …: slot, then a serial per preparation). */
   readonly keyId: string;
   /** The CA certificate (DER). */
   readonly certificate: Uint8Array;

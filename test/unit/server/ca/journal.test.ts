@@ -5,6 +5,7 @@ import {
   decodeJournal,
   encodeJournal,
   JOURNAL_CAP,
+  JOURNAL_VERSION,
   type JournalData,
   MemoryJournalStore,
   type X509CaJournalEntry,
@@ -20,6 +21,7 @@ function sample(n = 1): JournalData {
     certificate: Uint8Array.of(0x30, 0x01, i),
     upstreamChain: i % 2 === 0 ? [] : [Uint8Array.of(1, 2, 3)],
     status: i === n - 1 ? 'active' : 'old',
+    keyManagerKeyId: `x509-CA-${i % 2 === 0 ? 'A' : 'B'}-${i + 1}`,
   }));
   return {
     x509Cas,
@@ -31,6 +33,7 @@ function sample(n = 1): JournalData {
         keyId: 'kid-1',
         publicKey: Uint8Array.of(9, 9),
         status: 'prepared',
+        keyManagerKeyId: 'JWT-Signer-A-1',
       },
     ],
     x509Authorities: [{ certificate: Uint8Array.of(0x30, 0x00), notAfter: T0 + 5 }],
@@ -63,7 +66,26 @@ describe('CA journal encoding', () => {
 
   const bad: Array<[string, (doc: Record<string, unknown>) => unknown]> = [
     ['another format', (d) => ({ ...d, format: 'x' })],
-    ['a newer version', (d) => ({ ...d, version: 2 })],
+    ['a newer version', (d) => ({ ...d, version: JOURNAL_VERSION + 1 })],
+    ['version 0', (d) => ({ ...d, version: 0 })],
+    [
+      'a missing key manager key id',
+      (d) => ({
+        ...d,
+        x509CAs: [{ ...(d['x509CAs'] as object[])[0], keyManagerKeyId: undefined }],
+      }),
+    ],
+    [
+      'a key manager key id breaking the key id rules',
+      (d) => ({ ...d, jwtKeys: [{ ...(d['jwtKeys'] as object[])[0], keyManagerKeyId: 'a/b' }] }),
+    ],
+    [
+      'an over-long key manager key id',
+      (d) => ({
+        ...d,
+        jwtKeys: [{ ...(d['jwtKeys'] as object[])[0], keyManagerKeyId: 'k'.repeat(129) }],
+      }),
+    ],
     ['a missing list', (d) => ({ ...d, jwtKeys: undefined })],
     [
       'a bad slot id',
@@ -99,6 +121,54 @@ describe('CA journal encoding', () => {
       expect(code(() => decodeJournal(bytes))).toBe('ERR_CA_JOURNAL_CORRUPT');
     });
   }
+
+  it(`writes version ${JOURNAL_VERSION} naming each entry's KeyManager key`, () => {
+    const doc = JSON.parse(Buffer.from(encodeJournal(sample(2))).toString()) as {
+      version: number;
+      x509CAs: Array<{ keyManagerKeyId: string }>;
+      jwtKeys: Array<{ keyManagerKeyId: string }>;
+    };
+    expect(doc.version).toBe(2);
+    expect(doc.x509CAs.map((e) => e.keyManagerKeyId)).toEqual(['x509-CA-A-1', 'x509-CA-B-2']);
+    expect(doc.jwtKeys.map((e) => e.keyManagerKeyId)).toEqual(['JWT-Signer-A-1']);
+  });
+
+  it("reads a version 1 journal, giving every entry its slot's fixed key id", () => {
+    // Version 1 as it was written: no keyManagerKeyId, the key id followed from the slot.
+    const v2 = JSON.parse(Buffer.from(encodeJournal(sample(3))).toString()) as Record<
+      string,
+      unknown
+    >;
+    const strip = (entries: unknown) =>
+      (entries as Array<Record<string, unknown>>).map(({ keyManagerKeyId: _, ...e }) => e);
+    const v1 = {
+      ...v2,
+      version: 1,
+      x509CAs: strip(v2['x509CAs']),
+      jwtKeys: strip(v2['jwtKeys']),
+    };
+    expect(JSON.stringify(v1)).not.toContain('keyManagerKeyId');
+    const back = decodeJournal(Buffer.from(JSON.stringify(v1)));
+    expect(back.x509Cas.map((e) => [e.slotId, e.keyManagerKeyId])).toEqual([
+      ['A', 'x509-CA-A'],
+      ['B', 'x509-CA-B'],
+      ['A', 'x509-CA-A'],
+    ]);
+    expect(back.jwtKeys.map((e) => e.keyManagerKeyId)).toEqual(['JWT-Signer-A']);
+    // Everything else survives, and re-encoding writes version 2 with those ids.
+    const { x509Cas, jwtKeys, ...rest } = sample(3);
+    expect(rest).toEqual({
+      x509Authorities: back.x509Authorities,
+      jwtAuthorities: back.jwtAuthorities,
+    });
+    expect(back.x509Cas.map(({ keyManagerKeyId: _, ...e }) => e)).toEqual(
+      x509Cas.map(({ keyManagerKeyId: _, ...e }) => e),
+    );
+    expect(back.jwtKeys[0]!.keyId).toBe(jwtKeys[0]!.keyId);
+    const again = decodeJournal(encodeJournal(back));
+    expect(again).toEqual(back);
+    expect(JSON.parse(Buffer.from(encodeJournal(back)).toString()).version).toBe(2);
+  });
 
   it('rejects torn bytes with ERR_CA_JOURNAL_CORRUPT', () => {
     const bytes = encodeJournal(sample(2));
