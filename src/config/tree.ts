@@ -149,3 +149,18 @@ export function describeKind(value: ConfigValue): string {
       return 'a block';
   }
 }
+
+/**
+ * Picks the syntax as HCL v1 does: text whose first non-blank character is `{` is JSON; a
+ * `.json` file name also means JSON.
+ */
+export function detectConfigFormat(text: string, filename = ''): ConfigFormat {
+  if (filename.toLowerCase().endsWith('.json')) return 'json';
+  const first = /^[\s\uFEFF]*(.)/.exec(text);
+  return first?.[1] === '{' ? 'json' : 'hcl';
+}
+
+/** The position of a top-level key (or of the document when absent), for messages. */
+export function findEntryPos(root: ConfigObject, key: string): Position {
+  return root.entries.find((e) => e.key === key)?.keyPos ?? root.pos;
+}

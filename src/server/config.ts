@@ -49,8 +49,9 @@ import {
 import {
   type ConfigEntry,
   type ConfigFormat,
-  type ConfigObject,
   type ConfigValue,
+  detectConfigFormat,
+  findEntryPos,
   MAX_CONFIG_SIZE,
   type Position,
 } from '../config/tree.js';
@@ -699,20 +700,6 @@ export interface LoadServerConfigInput {
 }
 
 /**
- * Picks the syntax as HCL v1 does: text whose first non-blank character is `{` is JSON; a
- * `.json` file name also means JSON.
- */
-export function detectConfigFormat(text: string, filename = ''): ConfigFormat {
-  if (filename.toLowerCase().endsWith('.json')) return 'json';
-  const first = /^[\s\uFEFF]*(.)/.exec(text);
-  return first?.[1] === '{' ? 'json' : 'hcl';
-}
-
-function findEntryPos(root: ConfigObject, key: string): Position {
-  return root.entries.find((e) => e.key === key)?.keyPos ?? root.pos;
-}
-
-/**
  * Loads the server configuration from text: expands the environment when `flags.expandEnv`,
  * parses HCL or JSON, validates every key against the supported schema, applies SPIRE's
  * defaults and the flag overrides, and returns the typed config. Pure: no file system access.
@@ -867,3 +854,6 @@ export async function loadServerConfigFile(
   }
   return loadServerConfig({ text, filename: file, flags, env });
 }
+
+/** Re-exported for callers that detect the format themselves. */
+export { detectConfigFormat };
