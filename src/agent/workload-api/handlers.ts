@@ -1,0 +1,386 @@
+/**
+ * The SPIFFE Workload API service (`SpiffeWorkloadAPI`, SPIFFE Workload API spec and
+ * SPIRE's pkg/agent/endpoints/workload/handler.go): handlers over an {@link IdentitySource}
+ * and a {@link CallerResolver}. Transport-free: `startWorkloadApiServer` mounts them on the
+ * Unix socket; tests mount them on an in-memory router.
+ *
+ * Every call: the `workload.spiffe.io: true` header (else InvalidArgument), argument
+ * checks, `Unavailable` until the source is ready, caller attestation (SO_PEERCRED +
+ * pidfd + attestors). Then:
+ *
+ * - `FetchX509SVID` (stream): the caller's identities — unexpired, ordered by entry ID,
+ *   one per non-empty hint (oldest entry wins) — with the own bundle and the bundles of
+ *   every trust domain they federate with; sent at once, then again whenever the answer
+ *   changes (source change, or an SVID reaching its expiry). No identity (at first or
+ *   later): `PermissionDenied` "no identity issued", ending the stream.
+ * - `FetchX509Bundles`, `FetchJWTBundles` (streams): own + federated bundles (X.509 as
+ *   concatenated DER, JWT as JWKS JSON), keyed `spiffe://<td>`; identical answers are not
+ *   resent. Without an identity: `PermissionDenied`, unless `allowUnauthenticatedVerifiers`
+ *   (then the own bundle only).
+ * - `FetchJWTSVID`: one JWT-SVID per identity (or only `spiffe_id`'s, which must be one of
+ *   the caller's); `PermissionDenied` when none.
+ * - `ValidateJWTSVID`: validates against the own and the caller's federated JWT bundles;
+ *   answers the SPIFFE ID and the claims (`aud` always a list; for a foreign trust domain
+ *   only `sub`, `exp`, `aud` and `allowedForeignJwtClaims`).
+ * - `FetchWITSVID`, `FetchWITBundles`: `Unimplemented` (as SPIRE).
+ *
+ * Never sends an SVID at or past its `expiresAt` (checked when each message is built).
+ */
+
+import type { JsonObject, JsonValue } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { type Clock, systemClock } from '../../common/clock.js';
+import { describeError, SpireEdgeError } from '../../common/errors.js';
+import { type Logger, nullLogger } from '../../common/log.js';
+import { WORKLOAD_API_HEADER, workload } from '../../protocol/index.js';
+import { BundleSet } from '../../spiffe/bundle-set.js';
+import { parseSpiffeId } from '../../spiffe/id.js';
+import { validateJwtSvid } from '../../spiffe/jwt-svid.js';
+import type { CallerResolver, WorkloadCaller } from './caller.js';
+import {
+  argumentInvalid,
+  jwtSvidUnavailable,
+  noIdentityIssued,
+  notReady,
+  securityHeaderMissing,
+  unimplemented,
+} from './errors.js';
+import type { IdentitySource, TrustDomainBundles, WorkloadIdentity } from './identity-source.js';
+
+/** Options of {@link createWorkloadApiHandlers}. */
+export interface WorkloadApiHandlerOptions {
+  readonly source: IdentitySource;
+  readonly callers: CallerResolver;
+  /** Expiry checks and expiry wake-ups. Default the system clock. */
+  readonly clock?: Clock;
+  readonly log?: Logger;
+  /** SPIRE's `allow_unauthenticated_verifiers`: bundles for callers without identity. */
+  readonly allowUnauthenticatedVerifiers?: boolean;
+  /** SPIRE's `allowed_foreign_jwt_claims`: claims kept when validating foreign tokens. */
+  readonly allowedForeignJwtClaims?: readonly string[];
+}
+
+const NO_IDENTITY = noIdentityIssued().code;
+
+/** Longest single timer a stream arms; it simply re-arms (setTimeout overflows past 2^31 ms). */
+const MAX_WAKE_MS = 24 * 3600 * 1000;
+
+function checkHeader(ctx: HandlerContext): void {
+  if (ctx.requestHeader.get(WORKLOAD_API_HEADER) !== 'true') throw securityHeaderMissing();
+}
+
+/** SPIRE's order and hint rule over unexpired identities. */
+function visibleIdentities(all: readonly WorkloadIdentity[], nowMs: number | undefined) {
+  const live = nowMs === undefined ? [...all] : all.filter((i) => i.expiresAt.getTime() > nowMs);
+  live.sort((a, b) => (a.entryId < b.entryId ? -1 : a.entryId > b.entryId ? 1 : 0));
+  const byHint = new Map<string, WorkloadIdentity>();
+  for (const i of live) {
+    if (i.hint === '') continue;
+    const held = byHint.get(i.hint);
+    if (
+      held === undefined ||
+      i.entryCreatedAt < held.entryCreatedAt ||
+      (i.entryCreatedAt === held.entryCreatedAt && i.entryId < held.entryId)
+    ) {
+      byHint.set(i.hint, i);
+    }
+  }
+  return live.filter((i) => i.hint === '' || byHint.get(i.hint) === i);
+}
+
+/** The earliest future expiry among `all`, for a stream's wake-up timer. */
+function nextExpiry(all: readonly WorkloadIdentity[], nowMs: number): number | undefined {
+  let next: number | undefined;
+  for (const i of all) {
+    const t = i.expiresAt.getTime();
+    if (t > nowMs && (next === undefined || t < next)) next = t;
+  }
+  return next;
+}
+
+function federatedTrustDomains(identities: readonly WorkloadIdentity[], own: string): string[] {
+  const tds = new Set<string>();
+  for (const i of identities) for (const td of i.federatesWith) if (td !== own) tds.add(td);
+  return [...tds].sort();
+}
+
+function bytesEqual(a: Uint8Array | undefined, b: Uint8Array): boolean {
+  return a !== undefined && a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+/**
+ * Wakes a stream when the source changes, a deadline passes or the call ends. Subscribed
+ * for the stream's whole life so no change between two sends is missed, and unsubscribed
+ * the moment the call ends — even if the transport never resumes the generator again
+ * (a generator suspended at `yield` runs its `finally` only when resumed).
+ */
+class StreamWaker {
+  #pending = true;
+  #closed = false;
+
+  #resolve: (() => void) | undefined;
+  #cancelTimer: () => void = () => {};
+  readonly #unsubscribe: () => void;
+  readonly #signal: AbortSignal;
+  readonly #clock: Clock;
+
+  constructor(source: IdentitySource, signal: AbortSignal, clock: Clock) {
+    this.#signal = signal;
+    this.#clock = clock;
+    this.#unsubscribe = source.subscribe(this.#poke);
+    signal.addEventListener('abort', this.close, { once: true });
+    if (signal.aborted) this.close();
+  }
+
+  /** True once the call ended (or {@link close} was called). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  readonly #poke = (): void => {
+    this.#pending = true;
+    const r = this.#resolve;
+    this.#resolve = undefined;
+    r?.();
+  };
+
+  /** Resolves at the next change (at once if one happened since the last call). */
+  async next(wakeAtMs: number | undefined): Promise<void> {
+    if (!this.#pending && !this.#closed) {
+      await new Promise<void>((resolve) => {
+        this.#resolve = resolve;
+        if (wakeAtMs !== undefined) {
+          const delay = Math.min(MAX_WAKE_MS, Math.max(0, wakeAtMs - this.#clock.nowMs()) + 1);
+          this.#cancelTimer = this.#clock.setTimer(delay, this.#poke);
+        }
+      });
+      this.#cancelTimer();
+      this.#cancelTimer = () => {};
+    }
+    this.#pending = false;
+  }
+
+  /** Unsubscribes, cancels the timer and releases a waiting `next`. Idempotent. */
+  readonly close = (): void => {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unsubscribe();
+    this.#cancelTimer();
+    this.#signal.removeEventListener('abort', this.close);
+    this.#poke();
+  };
+}
+
+/** The `SpiffeWorkloadAPI` service implementation. */
+export function createWorkloadApiHandlers(
+  options: WorkloadApiHandlerOptions,
+): ServiceImpl<typeof workload.SpiffeWorkloadAPI> {
+  const { source, callers } = options;
+  if (typeof source?.identitiesFor !== 'function') throw new TypeError('source is required');
+  if (typeof callers?.resolve !== 'function') throw new TypeError('callers is required');
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? nullLogger;
+  const allowUnauthenticated = options.allowUnauthenticatedVerifiers ?? false;
+  const allowedForeignClaims = new Set(options.allowedForeignJwtClaims ?? []);
+
+  async function begin(ctx: HandlerContext): Promise<WorkloadCaller> {
+    if (!source.ready()) throw notReady();
+    return callers.resolve(ctx);
+  }
+
+  /**
+   * A stream: builds the answer, sends it when it differs from the last one sent, waits for
+   * a change; ends when the call ends. `build` throws to end the stream with an error.
+   */
+  async function* streamOf<T extends { $typeName: string }>(
+    ctx: HandlerContext,
+    build: (nowMs: number) => { message: T; bytes: Uint8Array; wakeAtMs: number | undefined },
+  ): AsyncGenerator<T> {
+    const waker = new StreamWaker(source, ctx.signal, clock);
+    try {
+      let last: Uint8Array | undefined;
+      let wakeAtMs: number | undefined;
+      for (;;) {
+        await waker.next(wakeAtMs);
+        if (ctx.signal.aborted || waker.closed) return;
+        const built = build(clock.nowMs());
+        wakeAtMs = built.wakeAtMs;
+        if (!bytesEqual(last, built.bytes)) {
+          last = built.bytes;
+          yield built.message;
+        }
+      }
+    } finally {
+      waker.close();
+    }
+  }
+
+  function ownTrustDomain(): { name: string; bundles: TrustDomainBundles } {
+    const bundles = source.bundle();
+    return { name: bundles.x509.trustDomain.name, bundles };
+  }
+
+  function x509SvidAnswer(caller: WorkloadCaller, nowMs: number) {
+    const all = source.identitiesFor(caller.selectors);
+    const ids = visibleIdentities(all, nowMs);
+    if (ids.length === 0) throw noIdentityIssued();
+    const own = ownTrustDomain();
+    const bundleDer = own.bundles.x509.marshalDer();
+    const federated: Record<string, Uint8Array> = {};
+    for (const [td, b] of source.federatedBundles(federatedTrustDomains(ids, own.name))) {
+      federated[`spiffe://${td}`] = b.x509.marshalDer();
+    }
+    const message = create(workload.X509SVIDResponseSchema, {
+      svids: ids.map((i) => ({
+        spiffeId: i.spiffeId,
+        x509Svid: Buffer.concat(i.certChain),
+        x509SvidKey: i.privateKeyPkcs8,
+        bundle: bundleDer,
+        hint: i.hint,
+      })),
+      federatedBundles: federated,
+    });
+    return {
+      message,
+      bytes: toBinary(workload.X509SVIDResponseSchema, message),
+      wakeAtMs: nextExpiry(all, nowMs),
+    };
+  }
+
+  /** Own + federated bundles for a caller, or PermissionDenied. */
+  function bundlesFor(caller: WorkloadCaller, nowMs: number) {
+    const all = source.identitiesFor(caller.selectors);
+    const ids = visibleIdentities(all, nowMs);
+    if (ids.length === 0 && !allowUnauthenticated) throw noIdentityIssued();
+    const own = ownTrustDomain();
+    const list: TrustDomainBundles[] = [own.bundles];
+    if (ids.length > 0) {
+      for (const b of source.federatedBundles(federatedTrustDomains(ids, own.name)).values()) {
+        list.push(b);
+      }
+    }
+    return { list, wakeAtMs: nextExpiry(all, nowMs) };
+  }
+
+  return {
+    async *fetchX509SVID(_req, ctx) {
+      checkHeader(ctx);
+      const caller = await begin(ctx);
+      yield* streamOf(ctx, (nowMs) => {
+        try {
+          return x509SvidAnswer(caller, nowMs);
+        } catch (err) {
+          if (err instanceof SpireEdgeError && err.code === NO_IDENTITY) {
+            log.error('no identity issued', { pid: caller.pid, uid: caller.uid });
+          }
+          throw err;
+        }
+      });
+    },
+
+    async *fetchX509Bundles(_req, ctx) {
+      checkHeader(ctx);
+      const caller = await begin(ctx);
+      yield* streamOf(ctx, (nowMs) => {
+        const { list, wakeAtMs } = bundlesFor(caller, nowMs);
+        const bundles: Record<string, Uint8Array> = {};
+        for (const b of list) bundles[`spiffe://${b.x509.trustDomain.name}`] = b.x509.marshalDer();
+        const message = create(workload.X509BundlesResponseSchema, { bundles });
+        return { message, bytes: toBinary(workload.X509BundlesResponseSchema, message), wakeAtMs };
+      });
+    },
+
+    async *fetchJWTBundles(_req, ctx) {
+      checkHeader(ctx);
+      const caller = await begin(ctx);
+      yield* streamOf(ctx, (nowMs) => {
+        const { list, wakeAtMs } = bundlesFor(caller, nowMs);
+        const bundles: Record<string, Uint8Array> = {};
+        for (const b of list) {
+          bundles[`spiffe://${b.jwt.trustDomain.name}`] = Buffer.from(b.jwt.marshal(), 'utf8');
+        }
+        const message = create(workload.JWTBundlesResponseSchema, { bundles });
+        return { message, bytes: toBinary(workload.JWTBundlesResponseSchema, message), wakeAtMs };
+      });
+    },
+
+    async fetchJWTSVID(req, ctx) {
+      checkHeader(ctx);
+      if (req.audience.length === 0) throw argumentInvalid('audience must be specified');
+      if (req.audience.some((a) => a === '')) {
+        throw argumentInvalid('audience values must not be empty');
+      }
+      if (req.spiffeId !== '') {
+        try {
+          parseSpiffeId(req.spiffeId);
+        } catch (err) {
+          throw argumentInvalid(`invalid requested SPIFFE ID: ${describeError(err)}`, err);
+        }
+      }
+      const caller = await begin(ctx);
+      const ids = visibleIdentities(source.identitiesFor(caller.selectors), undefined).filter(
+        (i) => req.spiffeId === '' || i.spiffeId === req.spiffeId,
+      );
+      if (ids.length === 0) {
+        log.error('no identity issued', { pid: caller.pid, uid: caller.uid });
+        throw noIdentityIssued();
+      }
+      const svids = await Promise.all(
+        ids.map(async (i) => {
+          let t: Awaited<ReturnType<IdentitySource['fetchJwtSvid']>>;
+          try {
+            t = await source.fetchJwtSvid(i, req.audience, ctx.signal);
+          } catch (err) {
+            log.error('could not fetch JWT-SVID', {
+              spiffe_id: i.spiffeId,
+              error: describeError(err),
+            });
+            throw jwtSvidUnavailable(err);
+          }
+          if (t.expiresAt.getTime() <= clock.nowMs()) {
+            throw jwtSvidUnavailable(new Error(`the JWT-SVID for ${i.spiffeId} has expired`));
+          }
+          return { spiffeId: i.spiffeId, svid: t.token, hint: i.hint };
+        }),
+      );
+      return { svids };
+    },
+
+    async validateJWTSVID(req, ctx) {
+      checkHeader(ctx);
+      if (req.audience === '') throw argumentInvalid('audience must be specified');
+      if (req.svid === '') throw argumentInvalid('svid must be specified');
+      const caller = await begin(ctx);
+      const own = ownTrustDomain();
+      const set = new BundleSet([own.bundles.jwt]);
+      const ids = source.identitiesFor(caller.selectors);
+      for (const b of source.federatedBundles(federatedTrustDomains(ids, own.name)).values()) {
+        set.set(b.jwt);
+      }
+      const svid = await validateJwtSvid(req.svid, set, [req.audience], { now: clock.now() });
+      const claims: JsonObject = {};
+      const foreign = svid.id.trustDomain.name !== own.name;
+      for (const [k, v] of Object.entries(svid.claims)) {
+        if (foreign && k !== 'sub' && k !== 'exp' && k !== 'aud' && !allowedForeignClaims.has(k)) {
+          continue;
+        }
+        claims[k] = v as JsonValue;
+      }
+      if (typeof claims['aud'] === 'string') claims['aud'] = [claims['aud']];
+      return { spiffeId: svid.id.toString(), claims };
+    },
+
+    // biome-ignore lint/correctness/useYield: answers before streaming anything
+    async *fetchWITSVID(_req, ctx) {
+      checkHeader(ctx);
+      throw unimplemented('fetching WIT-SVIDs is not implemented');
+    },
+
+    // biome-ignore lint/correctness/useYield: answers before streaming anything
+    async *fetchWITBundles(_req, ctx) {
+      checkHeader(ctx);
+      throw unimplemented('fetching WIT bundles is not implemented');
+    },
+  };
+}

@@ -1,0 +1,104 @@
+/**
+ * `IdentitySource`: what the Workload API server needs from the agent's cache manager.
+ * The server attests the caller into selectors, asks the source which identities those
+ * selectors earn, and streams them; the source tells it when anything changes.
+ *
+ * Contract for implementers (the agent's cache manager; {@link MemoryIdentitySource} is the
+ * reference implementation used in tests):
+ *
+ * - Every method except `fetchJwtSvid` is synchronous and cheap: it is called on every
+ *   Workload API call and, for every open stream, after every change notification. Keep
+ *   the current state in memory (LevelDB is for restarts).
+ * - `ready()` turns true once the source can answer (bundle known, SVIDs loaded from the
+ *   store or minted). Until then the server answers every call `Unavailable`. It is not
+ *   expected to turn false again.
+ * - `identitiesFor(selectors)` returns one identity per registration entry whose selector
+ *   set is a non-empty subset of `selectors` ({@link entryMatches}) and that has an
+ *   X509-SVID. Return it even when expired: the server filters by `expiresAt` at send
+ *   time, orders by `entryId` and applies SPIRE's hint rule (one identity per non-empty
+ *   hint, the oldest entry wins).
+ * - `bundle()` is the agent's own trust domain's X.509 and JWT bundle; it must be callable
+ *   once `ready()` is true.
+ * - `federatedBundles(tds)` returns the bundles held for those trust domain names (entries'
+ *   `federatesWith`); a trust domain without a bundle is simply absent from the map.
+ * - `fetchJwtSvid(identity, audience)` returns a JWT-SVID for that identity and audience
+ *   set (from a cache or from the server). It may reject (server unreachable and nothing
+ *   cached): the caller gets `Unavailable`. A token past its `expiresAt` is never served.
+ * - `subscribe(listener)` calls `listener()` (no arguments, synchronously or not) after ANY
+ *   change of SVIDs, bundles or entries; spurious calls are fine (streams resend only
+ *   when their answer changed). The returned function unsubscribes and must be idempotent.
+ *   Listeners must not throw; an implementation should guard against it anyway.
+ *
+ * What the server trusts: everything the source returns (it is the agent's own state).
+ * What the source must guarantee: that identities are issued for the selectors given,
+ * and that the private key belongs to the certificate.
+ */
+import type { JwtBundle } from '../../spiffe/jwt-bundle.js';
+import type { X509Bundle } from '../../spiffe/x509-bundle.js';
+import { formatSelector, type Selector } from '../workload-attestors/selector.js';
+
+/** One X509-SVID a workload may receive (one per registration entry). */
+export interface WorkloadIdentity {
+  /** The registration entry's ID (orders identities, breaks hint ties). */
+  readonly entryId: string;
+  /** The entry's creation time, seconds since the epoch (0 when unknown): oldest wins a hint tie. */
+  readonly entryCreatedAt: number;
+  /** The SVID's SPIFFE ID (`spiffe://td/path`). */
+  readonly spiffeId: string;
+  /** DER certificates, leaf first, then intermediates (not the root). */
+  readonly certChain: readonly Uint8Array[];
+  /** The leaf's private key, PKCS#8 DER. */
+  readonly privateKeyPkcs8: Uint8Array;
+  /** The entry's hint (`''` for none). */
+  readonly hint: string;
+  /** The leaf's notAfter: never served at or after this instant. */
+  readonly expiresAt: Date;
+  /** Trust domain names (`partner.example`) whose bundles this workload receives. */
+  readonly federatesWith: readonly string[];
+}
+
+/** The X.509 and JWT bundles of one trust domain. */
+export interface TrustDomainBundles {
+  readonly x509: X509Bundle;
+  readonly jwt: JwtBundle;
+}
+
+/** A JWT-SVID as a source hands it out. */
+export interface JwtSvidToken {
+  /** JWS compact serialization. */
+  readonly token: string;
+  readonly expiresAt: Date;
+}
+
+/** The agent state the Workload API serves from. See the module comment for the contract. */
+export interface IdentitySource {
+  /** False until the source can answer; the server answers `Unavailable` meanwhile. */
+  ready(): boolean;
+  /** Identities whose entry selectors are a non-empty subset of `selectors` (expired included). */
+  identitiesFor(selectors: readonly Selector[]): readonly WorkloadIdentity[];
+  /** The agent's own trust domain bundles. */
+  bundle(): TrustDomainBundles;
+  /** Bundles held for these trust domain names; unknown ones are absent. */
+  federatedBundles(trustDomains: readonly string[]): ReadonlyMap<string, TrustDomainBundles>;
+  /** A JWT-SVID for `identity` and `audience` (at least one value). */
+  fetchJwtSvid(
+    identity: WorkloadIdentity,
+    audience: readonly string[],
+    signal?: AbortSignal,
+  ): Promise<JwtSvidToken>;
+  /** Calls `listener` after any change; returns the unsubscribe function. */
+  subscribe(listener: () => void): () => void;
+}
+
+/**
+ * SPIRE's workload-entry match rule: the entry's selectors are a non-empty subset of the
+ * workload's (every entry selector was produced by some attestor).
+ */
+export function entryMatches(
+  entrySelectors: readonly Selector[],
+  workloadSelectors: readonly Selector[],
+): boolean {
+  if (entrySelectors.length === 0) return false;
+  const have = new Set(workloadSelectors.map(formatSelector));
+  return entrySelectors.every((s) => have.has(formatSelector(s)));
+}

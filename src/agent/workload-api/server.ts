@@ -1,0 +1,115 @@
+/**
+ * The agent's SPIFFE Workload API endpoint: gRPC (HTTP/2, prior knowledge) on a Unix
+ * socket, world-connectable (mode 0777, as SPIRE's `socket_path`), every connection
+ * identified by SO_PEERCRED with a pidfd held from accept time (src/common/grpc.ts), every
+ * call attested by the configured workload attestors. See handlers.ts for the methods and
+ * docs/workload-api.md for compatibility.
+ *
+ * What it trusts: the kernel's peer credentials and /proc, the attestors, the identity
+ * source. Access control is the entries' selectors: anyone may connect.
+ *
+ * Errors at start: those of `startGrpcServer` (`ERR_GRPC_SOCKET_*`, `ERR_GRPC_LISTEN_FAILED`,
+ * `ERR_NATIVE_UNAVAILABLE` when the addon is not built).
+ */
+import { type Clock, systemClock } from '../../common/clock.js';
+import { describeError, SpireEdgeError } from '../../common/errors.js';
+import type { GrpcServerLimits } from '../../common/grpc/server.js';
+import { type GrpcServerStats, parseUnixEndpoint, startGrpcServer } from '../../common/grpc.js';
+import { type Logger, nullLogger } from '../../common/log.js';
+import { workload } from '../../protocol/index.js';
+import type { WorkloadAttestor } from '../workload-attestors/workload-attestor.js';
+import { type CallerResolver, createPeerCallerResolver } from './caller.js';
+import { DEFAULT_WORKLOAD_API_SOCKET } from './endpoint.js';
+import { createWorkloadApiHandlers } from './handlers.js';
+import type { IdentitySource } from './identity-source.js';
+
+const LIMIT_KEYS = [
+  'maxMessageBytes',
+  'maxConcurrentStreams',
+  'maxConnections',
+  'idleTimeoutMs',
+  'keepaliveIntervalMs',
+  'keepaliveTimeoutMs',
+  'maxTimeoutMs',
+  'shutdownGraceMs',
+] as const satisfies ReadonlyArray<keyof GrpcServerLimits>;
+
+/** Options of {@link startWorkloadApiServer}; transport limits as `startGrpcServer`'s. */
+export interface WorkloadApiServerOptions extends GrpcServerLimits {
+  /** Path or `unix:///path`. Default {@link DEFAULT_WORKLOAD_API_SOCKET}. */
+  readonly socketPath?: string;
+  readonly source: IdentitySource;
+  /** The configured attestors, usually `combineWorkloadAttestors([...])`. */
+  readonly attestor: WorkloadAttestor;
+  readonly log?: Logger;
+  readonly clock?: Clock;
+  /** Per-connection selector cache, ms (default 1000; 0 attests every call). */
+  readonly attestationCacheMs?: number;
+  /** SPIRE's `allow_unauthenticated_verifiers`. Default false. */
+  readonly allowUnauthenticatedVerifiers?: boolean;
+  /** SPIRE's `allowed_foreign_jwt_claims`. */
+  readonly allowedForeignJwtClaims?: readonly string[];
+  /** Replaces the SO_PEERCRED/pidfd resolver (tests). */
+  readonly callers?: CallerResolver;
+}
+
+/** A running Workload API endpoint. */
+export interface WorkloadApiServer {
+  readonly socketPath: string;
+  /** Open connections and streams. */
+  stats(): GrpcServerStats;
+  /** Ends every stream (`Unavailable`, so clients reconnect), removes the socket. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Starts the Workload API on its Unix socket; resolves once it listens. */
+export async function startWorkloadApiServer(
+  options: WorkloadApiServerOptions,
+): Promise<WorkloadApiServer> {
+  const log = options.log ?? nullLogger;
+  const clock = options.clock ?? systemClock;
+  const socketPath = parseUnixEndpoint(options.socketPath ?? DEFAULT_WORKLOAD_API_SOCKET);
+  const callers =
+    options.callers ??
+    createPeerCallerResolver({
+      attestor: options.attestor,
+      clock,
+      log,
+      ...(options.attestationCacheMs === undefined ? {} : { cacheMs: options.attestationCacheMs }),
+    });
+  const handlers = createWorkloadApiHandlers({
+    source: options.source,
+    callers,
+    clock,
+    log,
+    ...(options.allowUnauthenticatedVerifiers === undefined
+      ? {}
+      : { allowUnauthenticatedVerifiers: options.allowUnauthenticatedVerifiers }),
+    ...(options.allowedForeignJwtClaims === undefined
+      ? {}
+      : { allowedForeignJwtClaims: options.allowedForeignJwtClaims }),
+  });
+  const limits: { -readonly [K in keyof GrpcServerLimits]?: number } = {};
+  for (const key of LIMIT_KEYS) {
+    const v = options[key];
+    if (v !== undefined) limits[key] = v;
+  }
+  const server = await startGrpcServer({
+    ...limits,
+    listen: { socketPath, mode: 0o777, peerCredentials: true, pidfd: true },
+    routes: (router) => router.service(workload.SpiffeWorkloadAPI, handlers),
+    // Coded errors (no identity, bad argument) are answers, logged where they arise;
+    // anything else is a bug worth an error line.
+    onError: (err, procedure) => {
+      const fields = { method: procedure, error: describeError(err) };
+      if (err instanceof SpireEdgeError) log.debug('workload api call failed', fields);
+      else log.error('workload api call failed', fields);
+    },
+  });
+  log.info('starting workload api', { socket_path: socketPath });
+  return {
+    socketPath,
+    stats: () => server.stats(),
+    close: () => server.close(),
+  };
+}
