@@ -8,6 +8,8 @@
  * - `types` — `spire.api.types`
  * - `entryv1`, `bundlev1`, `agentv1`, `svidv1`, `trustdomainv1` — `spire.api.server.*.v1`
  * - `healthv1` — `grpc.health.v1`
+ * - `sdsv3` — Envoy's Secret Discovery Service v3 (`envoy.service.secret.v3` and the
+ *   `envoy.*` / `google.rpc` messages it uses; see sdsv3.ts)
  *
  * Messages are plain objects: build them with `create(Schema, init)` and encode with
  * `toBinary` / `fromBinary` from @bufbuild/protobuf. Decoding checks the wire format
@@ -22,6 +24,7 @@ export * as entryv1 from './gen/spire/api/server/entry/v1/entry_pb.js';
 export * as svidv1 from './gen/spire/api/server/svid/v1/svid_pb.js';
 export * as trustdomainv1 from './gen/spire/api/server/trustdomain/v1/trustdomain_pb.js';
 export * as types from './gen/spire/api/types/index.js';
+export * as sdsv3 from './sdsv3.js';
 
 /** Metadata every Workload API request must carry, with the value `true`. */
 export const WORKLOAD_API_HEADER = 'workload.spiffe.io';

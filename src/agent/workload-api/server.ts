@@ -3,7 +3,8 @@
  * socket, world-connectable (mode 0777, as SPIRE's `socket_path`), every connection
  * identified by SO_PEERCRED with a pidfd held from accept time (src/common/grpc.ts), every
  * call attested by the configured workload attestors. See handlers.ts for the methods and
- * docs/workload-api.md for compatibility.
+ * docs/workload-api.md for compatibility. Envoy's SDS v3 is served on the same socket, with
+ * the same caller resolver, unless `sds: false` (src/agent/sds, docs/envoy-sds.md).
  *
  * What it trusts: the kernel's peer credentials and /proc, the attestors, the identity
  * source. Access control is the entries' selectors: anyone may connect.
@@ -17,6 +18,8 @@ import type { GrpcServerLimits } from '../../common/grpc/server.js';
 import { type GrpcServerStats, parseUnixEndpoint, startGrpcServer } from '../../common/grpc.js';
 import { type Logger, nullLogger } from '../../common/log.js';
 import { workload } from '../../protocol/index.js';
+import type { SdsConfig } from '../sds/config.js';
+import { registerSdsService } from '../sds/handler.js';
 import type { WorkloadAttestor } from '../workload-attestors/workload-attestor.js';
 import { type CallerResolver, createPeerCallerResolver } from './caller.js';
 import { DEFAULT_WORKLOAD_API_SOCKET } from './endpoint.js';
@@ -51,6 +54,11 @@ export interface WorkloadApiServerOptions extends GrpcServerLimits {
   readonly allowedForeignJwtClaims?: readonly string[];
   /** Replaces the SO_PEERCRED/pidfd resolver (tests). */
   readonly callers?: CallerResolver;
+  /**
+   * Envoy SDS v3 on the same socket (src/agent/sds): SPIRE's `sds { … }` settings, on by
+   * default as in SPIRE; `false` is SPIRE's `disable_sds_api = true`.
+   */
+  readonly sds?: SdsConfig | false;
 }
 
 /** A running Workload API endpoint. */
@@ -97,7 +105,18 @@ export async function startWorkloadApiServer(
   const server = await startGrpcServer({
     ...limits,
     listen: { socketPath, mode: 0o777, peerCredentials: true, pidfd: true },
-    routes: (router) => router.service(workload.SpiffeWorkloadAPI, handlers),
+    routes: (router) => {
+      router.service(workload.SpiffeWorkloadAPI, handlers);
+      if (options.sds !== false) {
+        registerSdsService(router, {
+          source: options.source,
+          callerResolver: callers,
+          clock,
+          log,
+          ...(options.sds === undefined ? {} : { config: options.sds }),
+        });
+      }
+    },
     // Coded errors (no identity, bad argument) are answers, logged where they arise;
     // anything else is a bug worth an error line.
     onError: (err, procedure) => {
