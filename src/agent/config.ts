@@ -301,6 +301,13 @@ const agentFields = {
   jwt_svid_cache_max_size: integer({ default: 0, min: 0 }),
   workload_x509_svid_key_type: string({ default: 'ec-p256', check: keyTypeProblem }),
   allow_unauthenticated_verifiers: boolean({ default: false }),
+  disable_sds_api: boolean({ default: false }),
+  sds: optionalBlock({
+    default_svid_name: string({ default: 'default' }),
+    default_bundle_name: string({ default: 'ROOTCA' }),
+    default_all_bundles_name: string({ default: 'ALL' }),
+    disable_spiffe_cert_validation: boolean({ default: false }),
+  }),
   experimental: optionalBlock(experimentalFields, { unsupported: experimentalUnsupported }),
 } as const;
 
@@ -309,9 +316,7 @@ const agentUnsupported: Readonly<Record<string, string>> = {
   authorized_delegates: `${NOT_YET} (the Delegated Identity API)`,
   allowed_foreign_jwt_claims: NOT_YET,
   availability_target: NOT_YET,
-  disable_sds_api: 'spire-edge has no Envoy SDS API',
   disable_workload_api: NOT_YET,
-  sds: 'spire-edge has no Envoy SDS API',
   rebootstrap_mode: NOT_YET,
   rebootstrap_delay: NOT_YET,
   trust_bundle_unix_socket: NOT_YET,
@@ -408,6 +413,18 @@ export interface AgentSectionConfig {
   readonly workloadX509SvidKeyType: WorkloadKeyType;
   /** Release bundles (FetchX509Bundles, FetchJWTBundles, ValidateJWTSVID) to callers with no identity. */
   readonly allowUnauthenticatedVerifiers: boolean;
+  /**
+   * Envoy SDS on the Workload API socket (SPIRE's `sds { … }`), or `false` when
+   * `disable_sds_api = true`.
+   */
+  readonly sds:
+    | false
+    | {
+        readonly defaultSvidName: string;
+        readonly defaultBundleName: string;
+        readonly defaultAllBundlesName: string;
+        readonly disableSpiffeCertValidation: boolean;
+      };
 }
 
 /** `health_checks { … }`. */
@@ -654,6 +671,14 @@ function buildAgentSection(
     jwtSvidCacheMaxSize: a.jwt_svid_cache_max_size || DEFAULT_SVID_CACHE_MAX_SIZE,
     workloadX509SvidKeyType: a.workload_x509_svid_key_type as WorkloadKeyType,
     allowUnauthenticatedVerifiers: a.allow_unauthenticated_verifiers,
+    sds: a.disable_sds_api
+      ? false
+      : {
+          defaultSvidName: a.sds?.default_svid_name ?? 'default',
+          defaultBundleName: a.sds?.default_bundle_name ?? 'ROOTCA',
+          defaultAllBundlesName: a.sds?.default_all_bundles_name ?? 'ALL',
+          disableSpiffeCertValidation: a.sds?.disable_spiffe_cert_validation ?? false,
+        },
   };
 }
 

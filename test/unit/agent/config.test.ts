@@ -208,6 +208,12 @@ describe('loadAgentConfig: SPIRE files', () => {
       jwtSvidCacheMaxSize: 1000,
       workloadX509SvidKeyType: 'ec-p256',
       allowUnauthenticatedVerifiers: false,
+      sds: {
+        defaultSvidName: 'default',
+        defaultBundleName: 'ROOTCA',
+        defaultAllBundlesName: 'ALL',
+        disableSpiffeCertValidation: false,
+      },
     });
     expect(c.plugins.nodeAttestor).toMatchObject({ type: 'NodeAttestor', name: 'join_token' });
     expect(agentDiskKeyManagerPlugin.is(c.plugins.keyManager)).toBe(true);
@@ -269,6 +275,12 @@ describe('loadAgentConfig: every key', () => {
       jwtSvidCacheMaxSize: 200,
       workloadX509SvidKeyType: 'ec-p256',
       allowUnauthenticatedVerifiers: true,
+      sds: {
+        defaultSvidName: 'default',
+        defaultBundleName: 'ROOTCA',
+        defaultAllBundlesName: 'ALL',
+        disableSpiffeCertValidation: false,
+      },
     });
     expect(c.healthChecks).toEqual({
       listenerEnabled: true,
@@ -380,13 +392,32 @@ describe('loadAgentConfig: every key', () => {
 describe('loadAgentConfig: problems', () => {
   it('names an unknown key with its line and a suggestion, and unsupported SPIRE keys', () => {
     const text = withAgent(
-      '  server_adress = "x"\n  admin_socket_path = "/tmp/admin.sock"\n  sds { default_svid_name = "d" }',
+      '  server_adress = "x"\n  admin_socket_path = "/tmp/admin.sock"\n  sds { default_svid_nam = "d" }',
     );
     expect(problems(text)).toEqual([
       'agent.conf:2: unknown key "server_adress" in agent (did you mean "server_address"?)',
       'agent.conf:3: agent.admin_socket_path is not supported: not supported by spire-edge yet (the agent admin API: Debug and Delegated Identity)',
-      'agent.conf:4: agent.sds is not supported: spire-edge has no Envoy SDS API',
+      'agent.conf:4: unknown key "default_svid_nam" in agent.sds (did you mean "default_svid_name"?)',
     ]);
+  });
+
+  it('reads the sds block and disable_sds_api as SPIRE does', () => {
+    expect(load(MINIMAL).agent.sds).toEqual({
+      defaultSvidName: 'default',
+      defaultBundleName: 'ROOTCA',
+      defaultAllBundlesName: 'ALL',
+      disableSpiffeCertValidation: false,
+    });
+    const custom = load(
+      withAgent(
+        '  sds {\n    default_svid_name = "mine"\n    disable_spiffe_cert_validation = true\n  }',
+      ),
+    );
+    expect(custom.agent.sds).toMatchObject({
+      defaultSvidName: 'mine',
+      disableSpiffeCertValidation: true,
+    });
+    expect(load(withAgent('  disable_sds_api = true')).agent.sds).toBe(false);
     expect(problems(`${MINIMAL}\nhealth_check { listener_enabled = true }\n`)).toEqual([
       `agent.conf:${String(lineOf(`${MINIMAL}\nhealth_check`, 'health_check'))}: unknown key "health_check" at the top level (did you mean "health_checks"?)`,
     ]);
