@@ -16,7 +16,7 @@ export interface RandomSource {
 /** The system CSPRNG. */
 export const cryptoRandom: RandomSource = {
   bytes: (n) => new Uint8Array(randomBytes(n)),
-  float: () => randomInt(0, 2 ** 48) / 2 ** 48,
+  float: () => Buffer.from(randomBytes(6)).readUIntBE(0, 6) / 2 ** 48,
   int: (min, max) => randomInt(min, max),
 };
 

@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path';
 import { type Clock, every, systemClock } from '../common/clock.js';
 import { describeError, SpireEdgeError } from '../common/errors.js';
 import { createLogger, type Logger, type LogLevel as LoggerLevel } from '../common/log.js';
+import { looksLikePem } from '../common/pem.js';
 import { cryptoRandom, type RandomSource } from '../common/random.js';
 import { openDiskKeyManager } from '../hsm/disk.js';
 import type { KeyManager } from '../hsm/key-manager.js';
@@ -383,7 +384,9 @@ async function loadX509PopRoots(data: X509PopData): Promise<Uint8Array[]> {
   for (const p of paths) {
     const bytes = await readConfiguredFile(p, 'NodeAttestor "x509pop"');
     try {
-      roots.push(...parseCertificates(bytes).map((c) => c.der));
+      // SPIRE's ca_bundle_path is PEM; DER files are accepted too.
+      const data = looksLikePem(bytes) ? bytes.toString('utf8') : new Uint8Array(bytes);
+      roots.push(...parseCertificates(data).map((c) => c.der));
     } catch (err) {
       throw new SpireEdgeError(
         'ERR_CONFIG_INVALID',

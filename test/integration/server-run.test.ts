@@ -2,6 +2,7 @@
  * `runServer` as `spire-server run` uses it: a configuration file in, a working server out
  * (admin socket, agent API, health, metrics), a clean stop, and a restart that keeps its CA.
  */
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -192,5 +193,33 @@ describe('spire-server run', () => {
     await expect(
       validateServerConfig({ flags: { config: path, expandEnv: true }, io }),
     ).rejects.toThrow(/x509pop.*\/nonexistent\/ca\.pem/);
+    // SPIRE's usual ca_bundle_path is PEM: it loads.
+    const caPem = join(dir, 'x509pop-ca.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        join(dir, 'x509pop-ca.key'),
+        '-out',
+        caPem,
+        '-subj',
+        '/CN=x509pop CA',
+        '-days',
+        '1',
+      ],
+      { stdio: 'ignore' },
+    );
+    const ok = writeConfig(
+      `NodeAttestor "x509pop" {\n  plugin_data {\n    ca_bundle_path = "${caPem}"\n  }\n}\n`,
+    );
+    const cfg = await validateServerConfig({ flags: { config: ok, expandEnv: true }, io });
+    expect(cfg.plugins.nodeAttestors.map((n) => n.name)).toContain('x509pop');
   });
 });

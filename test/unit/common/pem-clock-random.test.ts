@@ -135,3 +135,16 @@ describe('every', () => {
     expect(runs).toHaveLength(4);
   });
 });
+
+describe('cryptoRandom', () => {
+  it('float() is in [0, 1) and spreads; int() and bytes() work', async () => {
+    const { cryptoRandom } = await import('../../../src/common/random.js');
+    const v = Array.from({ length: 2000 }, () => cryptoRandom.float());
+    expect(Math.min(...v)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...v)).toBeLessThan(1);
+    expect(Math.max(...v) - Math.min(...v)).toBeGreaterThan(0.9);
+    expect(cryptoRandom.bytes(16)).toHaveLength(16);
+    const n = cryptoRandom.int(3, 5);
+    expect(n === 3 || n === 4).toBe(true);
+  });
+});
