@@ -216,3 +216,6 @@ export function agentApiPort(server: ServiceProcess): number {
   if (m === null) throw new Error(`no agent API address in the server log:\n${server.output()}`);
   return Number(m[1]);
 }
+
+/** `./bin/spire-agent` (runs dist/agent/cli/main.js). */
+export const SPIRE_AGENT = join(ROOT, 'bin', 'spire-agent');
