@@ -1,8 +1,10 @@
 #!/bin/sh
-# The set-up-and-run command: installs what is missing, builds, then starts a real spire-server
-# on embedded defaults (SQLite) with its CA keys in a SoftHSM2 token it creates under
-# .quickstart/, mints an X509-SVID through the admin API, checks it with openssl, prints where
-# the CA key lives, and stops the server. Pass --keep-running to leave it serving until Ctrl-C.
+# The set-up-and-run command: installs what is missing, builds, then runs the quickstart —
+# a real spire-server on embedded defaults (SQLite) with its CA keys in a SoftHSM2 token it
+# creates under .quickstart/, a real spire-agent joined with a join token, a registration entry
+# for the current user, and a workload receiving its X509-SVID through the Workload API,
+# checked with openssl. Both processes stop at the end; pass --keep-running to leave them
+# serving until Ctrl-C. See docs/quickstart.md.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/setup.sh

@@ -1,7 +1,10 @@
 /**
  * The quickstart (`scripts/quickstart.sh`): a real `spire-server` on embedded defaults (SQLite)
- * whose CA keys live in a SoftHSM2 token created under the quickstart directory, an X509-SVID
- * minted through the admin API and checked with `openssl verify`, then a clean stop.
+ * whose CA keys live in a SoftHSM2 token created under the quickstart directory, a real
+ * `spire-agent` that joins it with a join token, a registration entry for the current user, and
+ * a workload (`spire-agent api fetch x509`, running as this user) that receives its X509-SVID
+ * through the SPIFFE Workload API; the SVID is checked with `openssl verify`. Then both
+ * processes stop cleanly (or keep running with --keep-running).
  *
  * Usage: node dist/demo/quickstart.js [DIR] [--keep-running]
  */
@@ -14,10 +17,12 @@ import { parseCertificates } from '../spiffe/x509-cert.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const SPIRE_SERVER = join(ROOT, 'bin', 'spire-server');
+const SPIRE_AGENT = join(ROOT, 'bin', 'spire-agent');
 const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
 const TOKEN_LABEL = 'spire-edge-quickstart';
 const TRUST_DOMAIN = 'example.org';
 const WORKLOAD_ID = `spiffe://${TRUST_DOMAIN}/quickstart/workload`;
+const NODE_ID = `spiffe://${TRUST_DOMAIN}/quickstart/gateway`;
 
 function say(s: string): void {
   process.stdout.write(`quickstart: ${s}\n`);
@@ -92,25 +97,89 @@ plugins {
   return { path, socketPath };
 }
 
-async function waitHealthy(
-  socketPath: string,
-  server: ChildProcess,
-  log: () => string,
-): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (server.exitCode !== null)
-      throw new Error(`spire-server exited with ${server.exitCode}:\n${log()}`);
-    if (existsSync(socketPath)) {
-      try {
-        run(SPIRE_SERVER, ['healthcheck', '-socketPath', socketPath]);
-        return;
-      } catch {
-        // not yet
+function writeAgentConfig(
+  dir: string,
+  serverPort: number,
+  bundlePath: string,
+): { path: string; socketPath: string } {
+  const socketPath = join(dir, 'agent', 'public', 'api.sock');
+  const path = join(dir, 'agent.conf');
+  writeFileSync(
+    path,
+    `agent {
+  data_dir = "${join(dir, 'agent')}"
+  server_address = "127.0.0.1"
+  server_port = ${serverPort}
+  socket_path = "${socketPath}"
+  trust_domain = "${TRUST_DOMAIN}"
+  trust_bundle_path = "${bundlePath}"
+  log_level = "INFO"
+}
+
+plugins {
+  NodeAttestor "join_token" {
+    plugin_data {}
+  }
+  KeyManager "memory" {
+    plugin_data {}
+  }
+  WorkloadAttestor "unix" {
+    plugin_data {}
+  }
+}
+`,
+  );
+  return { path, socketPath };
+}
+
+/** A long-running child whose output is kept for error messages. */
+class Service {
+  readonly child: ChildProcess;
+  #output = '';
+  readonly #exited: Promise<void>;
+
+  constructor(
+    readonly name: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.child = spawn(args[0]!, args.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (d: Buffer): void => {
+      this.#output = (this.#output + d.toString()).slice(-20_000);
+    };
+    this.child.stdout?.on('data', keep);
+    this.child.stderr?.on('data', keep);
+    this.#exited = new Promise((r) => this.child.once('exit', () => r()));
+  }
+
+  get output(): string {
+    return this.#output;
+  }
+
+  async waitFor(check: () => boolean, what: string, ms = 60_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!check()) {
+      if (this.child.exitCode !== null) {
+        throw new Error(`${this.name} exited with ${this.child.exitCode}:\n${this.#output}`);
       }
+      if (Date.now() > deadline)
+        throw new Error(`${this.name}: ${what} not reached:\n${this.#output}`);
+      await new Promise((r) => setTimeout(r, 150));
     }
-    if (Date.now() > deadline) throw new Error(`spire-server did not become healthy:\n${log()}`);
-    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    await this.#exited;
+  }
+}
+
+function succeeds(cmd: string, args: string[], env?: NodeJS.ProcessEnv): boolean {
+  try {
+    run(cmd, args, env);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -119,49 +188,80 @@ export async function main(argv: string[]): Promise<number> {
   const dir = resolve(argv.find((a) => !a.startsWith('--')) ?? '.quickstart');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const { env, pinFile, pin } = ensureToken(dir);
-  const { path, socketPath } = writeConfig(dir, pinFile);
-
-  say(`starting spire-server (config ${path})`);
-  const server = spawn(SPIRE_SERVER, ['run', '-config', path], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const keepLog = (d: Buffer): void => {
-    output = (output + d.toString()).slice(-20_000);
-  };
-  server.stdout?.on('data', keepLog);
-  server.stderr?.on('data', keepLog);
-  const exited = new Promise<void>((r) => server.once('exit', () => r()));
-  const stop = async (): Promise<void> => {
-    if (server.exitCode === null) server.kill('SIGTERM');
-    await exited;
-  };
+  const server = writeConfig(dir, pinFile);
+  const services: Service[] = [];
+  const srv = (...a: string[]): string =>
+    run(SPIRE_SERVER, [...a, '-socketPath', server.socketPath]);
 
   try {
-    await waitHealthy(socketPath, server, () => output);
-    say('server is healthy');
+    say(`starting spire-server (config ${server.path})`);
+    const s = new Service('spire-server', [SPIRE_SERVER, 'run', '-config', server.path], env);
+    services.push(s);
+    const portOf = (): number =>
+      Number(/msg="Starting Server APIs" address=[\d.]+:(\d+)/.exec(s.output)?.[1] ?? Number.NaN);
+    await s.waitFor(
+      () =>
+        !Number.isNaN(portOf()) &&
+        succeeds(SPIRE_SERVER, ['healthcheck', '-socketPath', server.socketPath]),
+      'healthy',
+    );
+    const port = portOf();
+    say(`server is healthy (agent API on 127.0.0.1:${port})`);
 
-    const svidDir = join(dir, 'svid');
+    // Registration: the agent joins as NODE_ID; the workload is this user (unix:uid).
+    const uid = process.getuid?.() ?? 0;
+    if (!srv('entry', 'show', '-spiffeID', WORKLOAD_ID).includes(WORKLOAD_ID)) {
+      srv(
+        'entry',
+        'create',
+        '-parentID',
+        NODE_ID,
+        '-spiffeID',
+        WORKLOAD_ID,
+        '-selector',
+        `unix:uid:${uid}`,
+        '-x509SVIDTTL',
+        '3600',
+      );
+      say(`registered ${WORKLOAD_ID} for unix:uid:${uid} under ${NODE_ID}`);
+    }
+    const bundlePath = join(dir, 'bootstrap-bundle.pem');
+    writeFileSync(bundlePath, srv('bundle', 'show'));
+    const agent = writeAgentConfig(dir, port, bundlePath);
+    const agentArgs = [SPIRE_AGENT, 'run', '-config', agent.path];
+    if (!existsSync(join(dir, 'agent', 'agent-store'))) {
+      const token = /^Token: (\S+)$/m.exec(
+        srv('token', 'generate', '-spiffeID', NODE_ID, '-ttl', '600'),
+      )?.[1];
+      if (token === undefined) throw new Error('token generate printed no token');
+      agentArgs.push('-joinToken', token);
+    }
+
+    say(`starting spire-agent (config ${agent.path})`);
+    const a = new Service('spire-agent', agentArgs, process.env);
+    services.push(a);
+    const svidDir = join(dir, 'workload');
     mkdirSync(svidDir, { recursive: true });
-    run(SPIRE_SERVER, [
-      'x509',
-      'mint',
-      '-spiffeID',
-      WORKLOAD_ID,
-      '-ttl',
-      '1h',
-      '-write',
-      svidDir,
-      '-socketPath',
-      socketPath,
-    ]);
-    const svidPath = join(svidDir, 'svid.pem');
-    const bundlePath = join(svidDir, 'bundle.pem');
+    // The workload: this user's process asking the Workload API for its X509-SVID.
+    await a.waitFor(
+      () =>
+        succeeds(SPIRE_AGENT, [
+          'api',
+          'fetch',
+          'x509',
+          '-socketPath',
+          agent.socketPath,
+          '-write',
+          svidDir,
+        ]),
+      'an X509-SVID for the workload',
+    );
+    const svidPath = join(svidDir, 'svid.0.pem');
+    const bundle = join(svidDir, 'bundle.0.pem');
     const [leaf] = parseCertificates(readFileSync(svidPath, 'utf8'));
     let verify: string;
     try {
-      verify = run('openssl', ['verify', '-CAfile', bundlePath, svidPath]).trim();
+      verify = run('openssl', ['verify', '-CAfile', bundle, svidPath]).trim();
     } catch (err) {
       verify = `FAILED: ${(err as { stderr?: string }).stderr ?? String(err)}`;
     }
@@ -187,19 +287,20 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(
       [
         '',
-        `SPIFFE ID   : ${leaf?.extensions.subjectAltName?.uris[0] ?? '?'}`,
+        `SPIFFE ID   : ${leaf?.extensions.subjectAltName?.uris[0] ?? '?'} (received through the Workload API at ${agent.socketPath})`,
         `Expires at  : ${leaf?.notAfter.toISOString() ?? '?'}`,
         `openssl     : ${verify}`,
-        `SVID files  : ${svidPath}, ${join(svidDir, 'key.pem')}, ${bundlePath}`,
+        `SVID files  : ${svidPath}, ${join(svidDir, 'svid.0.key')}, ${bundle}`,
         `CA keys     : on PKCS#11 token "${TOKEN_LABEL}" (module ${SOFTHSM_MODULE},`,
         `              token files in ${join(dir, 'hsm', 'tokens')}), objects ${labels.join(', ')}:`,
         '              private, sensitive, never extractable',
-        `Admin socket: ${socketPath}  (try: ./bin/spire-server entry show -socketPath ${socketPath})`,
+        `Try         : ./bin/spire-agent api fetch x509 -socketPath ${agent.socketPath}`,
+        `              ./bin/spire-server entry show -socketPath ${server.socketPath}`,
         '',
       ].join('\n'),
     );
     if (keep) {
-      say('server keeps running; press Ctrl-C to stop it');
+      say('server and agent keep running; press Ctrl-C to stop them');
       await new Promise<void>((r) => {
         process.once('SIGINT', () => r());
         process.once('SIGTERM', () => r());
@@ -207,8 +308,11 @@ export async function main(argv: string[]): Promise<number> {
     }
     return verify.endsWith(': OK') ? 0 : 1;
   } finally {
-    await stop();
-    say('server stopped');
+    for (const svc of services.reverse()) {
+      const t0 = Date.now();
+      await svc.stop();
+      say(`${svc.name} stopped (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    }
   }
 }
 

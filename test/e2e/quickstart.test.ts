@@ -8,17 +8,21 @@ import { ensureBuilt, ROOT, runCommand } from './support.js';
 const dir = mkdtempSync(join(tmpdir(), 'e2e-quickstart-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-it('starts a server with its CA key on a SoftHSM2 token, mints an SVID openssl accepts, stops', async () => {
+it('runs a server (CA key on a SoftHSM2 token) and an agent; a workload gets its SVID through the Workload API; both stop', async () => {
   ensureBuilt(join(ROOT, 'dist', 'demo', 'quickstart.js'));
   const r = await runCommand('node', [join(ROOT, 'dist', 'demo', 'quickstart.js'), dir]);
   expect(r.err).toBe('');
   expect(r.code).toBe(0);
-  expect(r.out).toContain('SPIFFE ID   : spiffe://example.org/quickstart/workload');
-  expect(r.out).toMatch(/openssl {5}: .*svid\.pem: OK/);
+  expect(r.out).toContain(
+    'SPIFFE ID   : spiffe://example.org/quickstart/workload (received through the Workload API',
+  );
+  expect(r.out).toMatch(/openssl {5}: .*svid\.0\.pem: OK/);
   expect(r.out).toMatch(/objects spire-edge-JWT-Signer-A-1, spire-edge-x509-CA-A-1:/);
-  expect(r.out).toContain('quickstart: server stopped');
+  expect(r.out).toContain('quickstart: spire-server stopped');
   expect(statSync(join(dir, 'hsm', 'user-pin')).mode & 0o777).toBe(0o600);
+  expect(r.out).toContain('quickstart: spire-agent stopped');
   expect(existsSync(join(dir, 'server', 'private', 'api.sock'))).toBe(false);
+  expect(existsSync(join(dir, 'agent', 'public', 'api.sock'))).toBe(false);
   // A second run reuses the token and the CA.
   const again = await runCommand('node', [join(ROOT, 'dist', 'demo', 'quickstart.js'), dir]);
   expect(again.code).toBe(0);

@@ -117,12 +117,14 @@ export async function attestAgent(
     }),
   );
   const abort = new AbortController();
+  let responses: AsyncIterator<agentv1.AttestAgentResponse> | undefined;
   try {
-    const responses = client
-      .attestAgent(requests, {
-        timeoutMs: options.timeoutMs ?? 60_000,
-        ...(options.signal === undefined ? {} : { signal: options.signal }),
-      })
+    // Our own deadline (an unref'd timer) and an abort on the way out: connect's timeoutMs
+    // would keep a timer, and the process, alive until the deadline once we stop reading.
+    const signals = [abort.signal, AbortSignal.timeout(options.timeoutMs ?? 60_000)];
+    if (options.signal !== undefined) signals.push(options.signal);
+    responses = client
+      .attestAgent(requests, { signal: AbortSignal.any(signals) })
       [Symbol.asyncIterator]();
     let next = responses.next();
     for (;;) {
