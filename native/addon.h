@@ -11,4 +11,7 @@ void ThrowErrno(Napi::Env env, const char* syscall, int err);
 
 void InitPeerCred(Napi::Env env, Napi::Object exports);
 
+// TPM 2.0 over tpm2-tss ESYS (tpm.cc): tpmOpen, tpmClose, tpmNvRead, tpmCreateEk, ...
+void InitTpm(Napi::Env env, Napi::Object exports);
+
 }  // namespace spire_edge

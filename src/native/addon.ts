@@ -1,6 +1,7 @@
 /**
  * Loads the native addon (built from native/ by `npm run build:native`). Only I/O modules
- * (the agent's Workload API server, the TPM device adapter) import this; pure folders never do.
+ * (the agent's Workload API server, the TPM device adapter in src/tpm/device) import this;
+ * pure folders never do.
  *
  * Errors: `ERR_NATIVE_UNAVAILABLE` when the addon has not been built.
  */
@@ -15,6 +16,43 @@ export interface PeerCredentials {
   readonly gid: number;
 }
 
+/**
+ * An open tpm2-tss ESYS context (a type-tagged native external): pass it back to the `tpm*`
+ * functions; nothing else can be done with it. Use {@link NativeAddon.tpmClose} to release it
+ * (garbage collection does too, as a last resort).
+ */
+export interface NativeTpmContext {
+  readonly __nativeTpmContext: never;
+}
+
+/** EK templates of the TCG EK Credential Profile: L-1 (RSA 2048), L-2 (P-256), H-3 (P-384). */
+export type NativeEkAlgorithm = 'rsa' | 'ecc-p256' | 'ecc-p384';
+/** AK key types: ECC P-256 with ECDSA-SHA256, or RSA-2048 with RSASSA-SHA256. */
+export type NativeAkAlgorithm = 'ecc-p256' | 'rsa-2048';
+/** PCR bank names the addon understands. */
+export type NativePcrBank = 'sha1' | 'sha256' | 'sha384' | 'sha512';
+
+/**
+ * What a rejected `tpm*` promise carries. `code` is `ERR_TPM_RC` (a TSS2_RC from tpm2-tss or
+ * the TPM), `ERR_TPM_BLOB_INVALID` (a marshalled input the TSS could not unmarshal; `rc` is
+ * the TSS2_MU code), `ERR_TPM_PCR_UNAVAILABLE` (the TPM returned no digests for a PCR bank:
+ * not active; no `rc`) or `ERR_TPM_CLOSED` (the context was closed; no `rc`). Bad arguments
+ * throw TypeError synchronously instead.
+ */
+export interface NativeTpmError extends Error {
+  readonly code:
+    | 'ERR_TPM_RC'
+    | 'ERR_TPM_BLOB_INVALID'
+    | 'ERR_TPM_CLOSED'
+    | 'ERR_TPM_PCR_UNAVAILABLE';
+  /** The TSS2_RC (layer in bits 16–23; 0 = the TPM itself). */
+  readonly rc?: number;
+  /** Tss2_RC_Decode(rc), e.g. "tpm:handle(1):the handle is not correct for the use". */
+  readonly rcText?: string;
+  /** The TSS call (or step) that failed, e.g. "Esys_Quote". */
+  readonly op?: string;
+}
+
 /** The functions the addon exports. */
 export interface NativeAddon {
   /** SO_PEERCRED of a connected AF_UNIX socket; throws (errno EAFNOSUPPORT) on other families. */
@@ -24,6 +62,87 @@ export interface NativeAddon {
   /** Whether the process behind a pidfd is still running. */
   pidfdAlive(fd: number): boolean;
   closeFd(fd: number): void;
+
+  // ---- TPM 2.0 over tpm2-tss ESYS (native/tpm*.cc). Every call is async and serialised per
+  // context; blobs are marshalled TPM structures; all parsing happens in TypeScript. ----
+
+  /** Tss2_TctiLdr_Initialize(tcti) + Esys_Initialize: `device:/dev/tpmrm0`, `swtpm:host=…,port=…`, `mssim:…`. */
+  tpmOpen(tcti: string): Promise<NativeTpmContext>;
+  /** Waits for queued and running calls, flushes every transient object the context loaded, finalises. Idempotent. */
+  tpmClose(ctx: NativeTpmContext): Promise<void>;
+  /** The whole data area of an NV index (read in chunks of TPM2_PT_NV_BUFFER_MAX). */
+  tpmNvRead(ctx: NativeTpmContext, index: number): Promise<Uint8Array>;
+  /**
+   * The EK at `persistentHandle` when one made from the same template lives there, otherwise a
+   * transient primary from the template. `publicArea` is the marshalled TPM2B_PUBLIC.
+   */
+  tpmCreateEk(
+    ctx: NativeTpmContext,
+    alg: NativeEkAlgorithm,
+    persistentHandle?: number,
+  ): Promise<{ handle: number; publicArea: Uint8Array; persistent: boolean }>;
+  /** TPM2_Create of a restricted signing key under the EK: marshalled TPM2B_PRIVATE / TPM2B_PUBLIC. */
+  tpmCreateAk(
+    ctx: NativeTpmContext,
+    ekHandle: number,
+    alg: NativeAkAlgorithm,
+  ): Promise<{ private: Uint8Array; public: Uint8Array }>;
+  /** TPM2_Load under the EK; `name` is the TPM's name of the loaded key. */
+  tpmLoadAk(
+    ctx: NativeTpmContext,
+    ekHandle: number,
+    priv: Uint8Array,
+    pub: Uint8Array,
+  ): Promise<{ handle: number; name: Uint8Array }>;
+  /** PCR digests of one bank, in ascending index order (indices 0..23, no repeats). */
+  tpmReadPcrs(
+    ctx: NativeTpmContext,
+    bank: NativePcrBank,
+    indices: readonly number[],
+  ): Promise<Uint8Array[]>;
+  /** TPM2_Quote: `quoted` is the TPMS_ATTEST bytes (TPM2B_ATTEST contents), `signature` a marshalled TPMT_SIGNATURE. */
+  tpmQuote(
+    ctx: NativeTpmContext,
+    akHandle: number,
+    nonce: Uint8Array,
+    bank: NativePcrBank,
+    indices: readonly number[],
+  ): Promise<{ quoted: Uint8Array; signature: Uint8Array }>;
+  /**
+   * TPM2_ActivateCredential; `idObject` and `encSecret` are the contents of the TPM2B_ID_OBJECT
+   * and TPM2B_ENCRYPTED_SECRET (without their size prefix). The response is encrypted on the bus.
+   */
+  tpmActivateCredential(
+    ctx: NativeTpmContext,
+    akHandle: number,
+    ekHandle: number,
+    idObject: Uint8Array,
+    encSecret: Uint8Array,
+  ): Promise<Uint8Array>;
+  /** Seals 1..128 bytes under a transient ECC P-256 SRK, optionally to the current values of PCRs. */
+  tpmSeal(
+    ctx: NativeTpmContext,
+    data: Uint8Array,
+    bank: NativePcrBank | null,
+    indices: readonly number[],
+  ): Promise<{ private: Uint8Array; public: Uint8Array }>;
+  /** Unseals what tpmSeal sealed (same PCR selection). */
+  tpmUnseal(
+    ctx: NativeTpmContext,
+    priv: Uint8Array,
+    pub: Uint8Array,
+    bank: NativePcrBank | null,
+    indices: readonly number[],
+  ): Promise<Uint8Array>;
+  /** Flushes a transient object (or closes a persistent reference) this context opened. */
+  tpmFlush(ctx: NativeTpmContext, handle: number): Promise<void>;
+  /** `n` (1..65536) bytes from TPM2_GetRandom. */
+  tpmGetRandom(ctx: NativeTpmContext, n: number): Promise<Uint8Array>;
+  /** The TPM's own list of handles of one kind (TPM2_GetCapability), for diagnostics. */
+  tpmHandles(
+    ctx: NativeTpmContext,
+    kind: 'transient' | 'persistent' | 'loaded-session',
+  ): Promise<number[]>;
 }
 
 let cached: NativeAddon | undefined;
