@@ -25,7 +25,7 @@ import {
 import { SpireEdgeError } from '../common/errors.js';
 import { cryptoRandom, type RandomSource } from '../common/random.js';
 import type { Signer } from '../common/signer.js';
-import { parseCsr } from './csr.js';
+import { parseCsrAsync } from './csr.js';
 import { parseSpiffeId, type SpiffeId, type TrustDomain, toSpiffeId, toTrustDomain } from './id.js';
 import {
   inspectSpki,
@@ -77,6 +77,15 @@ export const DEFAULT_X509_CA_SUBJECT: SubjectFields = Object.freeze({
 });
 
 const DEFAULT_SVID_SUBJECT_DER = encodeName(DEFAULT_X509_SVID_SUBJECT);
+/** How many `C=US, O=SPIRE, CN=<dns>` subjects a minter keeps encoded. */
+const CN_SUBJECT_CACHE_SIZE = 4096;
+
+/**
+ * Mints for the key of a CSR whose signature has been verified: OpenSSL imported the key,
+ * so its EC point arithmetic is not repeated. Set by the X509SvidMinter class so that it
+ * can reach the minter's private members.
+ */
+let mintVerifiedCsrKey: (minter: X509SvidMinter, opts: MintX509SvidOptions) => Promise<Uint8Array>;
 const EMPTY_NAME = seq();
 
 // ---------------------------------------------------------------------------------------
@@ -90,12 +99,16 @@ function publicKeyError(message: string, cause?: unknown): SpireEdgeError {
   );
 }
 
-/** SPKI DER of a public key argument, checked to be a key SVIDs may certify. */
-function spkiOf(publicKey: KeyObject | Uint8Array): Uint8Array {
+/**
+ * SPKI DER of a public key argument, checked to be a key SVIDs may certify. `checkPoint`
+ * false skips the EC point arithmetic for a key OpenSSL has already imported (a verified
+ * CSR's).
+ */
+function spkiOf(publicKey: KeyObject | Uint8Array, checkPoint = true): Uint8Array {
   if (publicKey instanceof Uint8Array) {
     let kind: string;
     try {
-      const s = inspectSpki(publicKey);
+      const s = inspectSpki(publicKey, { checkPoint });
       kind = s.kind === 'other' ? s.algorithm : s.kind;
     } catch (err) {
       throw publicKeyError(
@@ -444,6 +457,15 @@ export class X509SvidMinter {
   readonly #fixedExtensions: Uint8Array;
   /** authorityKeyIdentifier, or empty when the CA has no key identifier. */
   readonly #aki: Uint8Array;
+  /** Default subjects with CN = a first DNS name, encoded once per name (bounded). */
+  readonly #cnSubjects = new Map<string, Uint8Array>();
+
+  static {
+    mintVerifiedCsrKey = async (minter, opts) => {
+      const tbs = minter.#tbs(opts, false);
+      return minter.#assemble(tbs, await minter.#signer.sign(tbs));
+    };
+  }
 
   constructor(opts: X509SvidMinterOptions) {
     if (opts === null || typeof opts !== 'object') throw new TypeError('options are required');
@@ -490,7 +512,18 @@ export class X509SvidMinter {
     return this.#signer.signSync !== undefined;
   }
 
-  #tbs(opts: MintX509SvidOptions): Uint8Array {
+  /** The default subject with CN = `cn`, cached: servers mint for the same names all day. */
+  #cnSubject(cn: string): Uint8Array {
+    let der = this.#cnSubjects.get(cn);
+    if (der === undefined) {
+      der = encodeName({ ...DEFAULT_X509_SVID_SUBJECT, commonName: cn });
+      if (this.#cnSubjects.size >= CN_SUBJECT_CACHE_SIZE) this.#cnSubjects.clear();
+      this.#cnSubjects.set(cn, der);
+    }
+    return der;
+  }
+
+  #tbs(opts: MintX509SvidOptions, checkPoint = true): Uint8Array {
     if (opts === null || typeof opts !== 'object') throw new TypeError('options are required');
     const id = toSpiffeId(opts.spiffeId);
     if (id.path === '') throw new TypeError('spiffeId must have a non-root path (X509-SVID §3.1)');
@@ -505,11 +538,11 @@ export class X509SvidMinter {
       throw new TypeError('the CA certificate expires before notBefore');
     }
     const dnsNames = checkDnsNames(opts.dnsNames);
-    const spki = spkiOf(opts.publicKey);
+    const spki = spkiOf(opts.publicKey, checkPoint);
 
     let subjectDer: Uint8Array;
-    if (opts.subject === undefined && dnsNames.length === 0) {
-      subjectDer = DEFAULT_SVID_SUBJECT_DER;
+    if (opts.subject === undefined) {
+      subjectDer = dnsNames.length === 0 ? DEFAULT_SVID_SUBJECT_DER : this.#cnSubject(dnsNames[0]!);
     } else {
       const base = opts.subject ?? DEFAULT_X509_SVID_SUBJECT;
       subjectDer = encodeName(dnsNames.length > 0 ? { ...base, commonName: dnsNames[0]! } : base);
@@ -559,6 +592,12 @@ export interface MintX509SvidFromCsrOptions {
  * it — subject, SANs, a SPIFFE ID, requested extensions — is ignored: the caller decides
  * the ID and names.
  *
+ * Built for a server signing batches: the proof-of-possession check runs on libuv's thread
+ * pool ({@link parseCsrAsync}) and the signature through the signer's asynchronous `sign`
+ * (the thread pool too for in-memory keys), so many requests in flight keep the event loop
+ * free and use every core; only decoding, the key import and the DER assembly run on the
+ * calling thread.
+ *
  * @throws SpireEdgeError `ERR_CSR_INVALID` naming what is wrong with the request.
  */
 export async function mintX509SvidFromCsr(
@@ -567,7 +606,7 @@ export async function mintX509SvidFromCsr(
   opts: MintX509SvidFromCsrOptions,
 ): Promise<Uint8Array> {
   if (!(minter instanceof X509SvidMinter)) throw new TypeError('minter must be an X509SvidMinter');
-  const csr = parseCsr(csrDer);
+  const csr = await parseCsrAsync(csrDer);
   const mintOpts: MintX509SvidOptions = {
     spiffeId: opts.spiffeId,
     publicKey: csr.spkiDer,
@@ -577,7 +616,7 @@ export async function mintX509SvidFromCsr(
   if (opts.dnsNames !== undefined) mintOpts.dnsNames = opts.dnsNames;
   if (opts.subject !== undefined) mintOpts.subject = opts.subject;
   try {
-    return await minter.mint(mintOpts);
+    return await mintVerifiedCsrKey(minter, mintOpts);
   } catch (err) {
     if (err instanceof SpireEdgeError && err.code === 'ERR_PUBLIC_KEY_INVALID') {
       throw new SpireEdgeError('ERR_CSR_INVALID', `certification request ${err.message}`, {

@@ -111,6 +111,16 @@ export interface GrpcServerOptions extends GrpcServerLimits {
   readonly interceptors?: readonly Interceptor[];
   /** Sees every error a handler threw, before it is mapped and redacted (for logging). */
   readonly onError?: (err: unknown, procedure: string) => void;
+  /**
+   * Whether responses may be compressed (requests compressed by the client are always
+   * accepted, gzip or brotli). Default `'none'`: the messages these servers send are
+   * certificates, keys and signatures for callers on the same host or LAN, and compressing
+   * them costs the server's event loop CPU that signing needs, while brotli (which a
+   * client may ask for first) at Node's default quality costs more than the signing itself
+   * (see docs/performance.md, "Server"). `'gzip'` compresses responses of 1 KiB and more
+   * with gzip when the client accepts it (never brotli), for callers on slow links.
+   */
+  readonly responseCompression?: 'none' | 'gzip';
 }
 
 /** Defaults of {@link GrpcServerOptions}. */
@@ -155,6 +165,15 @@ interface SessionState {
   streams: number;
   idleTimer: NodeJS.Timeout | undefined;
   pingTimer: NodeJS.Timeout | undefined;
+}
+
+const ACCEPT_ENCODING = 'grpc-accept-encoding';
+const REQUEST_ENCODING = 'grpc-encoding';
+
+/** True when a grpc-accept-encoding value (a comma-separated list) names gzip. */
+function acceptsGzip(value: string | string[]): boolean {
+  const list = Array.isArray(value) ? value.join(',') : value;
+  return list.split(',').some((e) => e.trim().toLowerCase() === 'gzip');
 }
 
 function isUnix(listen: UnixListenOptions | TlsListenOptions): listen is UnixListenOptions {
@@ -329,11 +348,29 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     },
   });
 
+  const responseCompression = options.responseCompression ?? 'none';
+  if (responseCompression !== 'none' && responseCompression !== 'gzip') {
+    throw new TypeError("responseCompression must be 'none' or 'gzip'");
+  }
+  const serve = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void => {
+    // connect-node compresses a response with the first algorithm of the client's
+    // grpc-accept-encoding it supports, or, without that header, as the request was
+    // compressed: rewriting the header decides. `identity` (no algorithm it has) means
+    // uncompressed; requests are still decompressed as their grpc-encoding says.
+    const h = req.headers;
+    const accepted = h[ACCEPT_ENCODING] ?? h[REQUEST_ENCODING];
+    h[ACCEPT_ENCODING] =
+      responseCompression === 'gzip' && accepted !== undefined && acceptsGzip(accepted)
+        ? 'gzip'
+        : 'identity';
+    handler(req, res);
+  };
+
   const h2options: http2.ServerOptions = {
     settings: { maxConcurrentStreams: o.maxConcurrentStreams },
   };
   const server: http2.Http2Server | http2.Http2SecureServer = unix
-    ? http2.createServer(h2options, handler)
+    ? http2.createServer(h2options, serve)
     : http2.createSecureServer(
         {
           ...h2options,
@@ -343,7 +380,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
           minVersion: 'TLSv1.2',
           allowHTTP1: false,
         },
-        handler,
+        serve,
       );
   server.maxConnections = o.maxConnections;
 

@@ -1,9 +1,17 @@
-import { webcrypto } from 'node:crypto';
+import {
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  sign as nodeSign,
+  webcrypto,
+} from 'node:crypto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createCsr } from '../../../src/agent/attestation/csr.js';
 import {
   bitString,
   children,
+  oid,
   readWhole,
   seq,
   smallInteger,
@@ -12,7 +20,7 @@ import {
 } from '../../../src/common/der.js';
 import { isSpireEdgeError } from '../../../src/common/errors.js';
 import { encodePem } from '../../../src/common/pem.js';
-import { parseCsr } from '../../../src/spiffe/csr.js';
+import { type ParsedCsr, parseCsr, parseCsrAsync } from '../../../src/spiffe/csr.js';
 import { formatName, parseCertificate } from '../../../src/spiffe/x509-cert.js';
 import { mintX509SvidFromCsr } from '../../../src/spiffe/x509-mint.js';
 import {
@@ -273,6 +281,173 @@ describe('parseCsr on hostile bytes (property)', () => {
             });
           } catch (err) {
             if (!isSpireEdgeError(err, 'ERR_CSR_INVALID')) throw err;
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+/** The fields of two parse results that must agree. */
+function sameParse(a: ParsedCsr, b: ParsedCsr): void {
+  expect(Buffer.from(b.der)).toEqual(Buffer.from(a.der));
+  expect(Buffer.from(b.infoDer)).toEqual(Buffer.from(a.infoDer));
+  expect(Buffer.from(b.spkiDer)).toEqual(Buffer.from(a.spkiDer));
+  expect(b.signatureAlgorithm).toEqual(a.signatureAlgorithm);
+  expect(b.attributes).toEqual(a.attributes);
+  expect(b.extensions).toEqual(a.extensions);
+  expect(b.publicKey.equals(a.publicKey)).toBe(true);
+}
+
+/** A CSR for `key` signed with `hash` and `alg`, built by hand (any curve Node can sign with). */
+function handCsr(key: KeyObject, alg: Uint8Array, hash: string | null): Uint8Array {
+  const spki = new Uint8Array(createPublicKey(key).export({ format: 'der', type: 'spki' }));
+  const info = seq(smallInteger(0), seq(), spki, Uint8Array.of(0xa0, 0));
+  return seq(info, alg, bitString(new Uint8Array(nodeSign(hash, info, key))));
+}
+
+/** `der` with the SPKI's EC point coordinates replaced (x from `x`, y unchanged unless given). */
+function withPoint(der: Uint8Array, x: Uint8Array, y?: Uint8Array): Uint8Array {
+  const p = split(der);
+  const spki = Uint8Array.from(p.info[2]!);
+  const size = x.length;
+  const start = spki.length - 2 * size;
+  spki.set(x, start);
+  if (y !== undefined) spki.set(y, start + size);
+  return seq(seq(p.info[0]!, p.info[1]!, spki, p.info[3]!), p.alg, p.sig);
+}
+
+async function expectBothInvalid(input: Uint8Array | string, rule: string): Promise<void> {
+  expectCsrInvalid(input, rule);
+  const err = await thrownAsync(() => parseCsrAsync(input));
+  expect(err.code).toBe('ERR_CSR_INVALID');
+  expect(err.message).toContain(rule);
+}
+
+describe('parseCsrAsync (proof of possession checked on the thread pool)', () => {
+  it('returns what parseCsr returns, for every key type requests use', async () => {
+    const inputs: Uint8Array[] = [
+      csrDer,
+      await makeCsr(await pxKey('P-384'), { name: 'ECDSA', hash: 'SHA-384' } as SigAlg),
+      await makeCsr(await pxRsaKey('RSASSA-PKCS1-v1_5'), { name: 'RSASSA-PKCS1-v1_5' }),
+      await makeCsr(await pxRsaKey('RSA-PSS'), { name: 'RSA-PSS', saltLength: 32 } as SigAlg),
+      createCsr(generateKeyPairSync('ec', { namedCurve: 'P-521' }).privateKey),
+      createCsr(generateKeyPairSync('ed25519').privateKey),
+    ];
+    for (const der of inputs) sameParse(parseCsr(der), await parseCsrAsync(der));
+    sameParse(parseCsr(csrDer), await parseCsrAsync(encodePem('CERTIFICATE REQUEST', csrDer)));
+  });
+
+  it('checks many requests at once, each against its own key', async () => {
+    const keys = Array.from({ length: 40 }, () =>
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }),
+    );
+    const csrs = keys.map((k) => createCsr(k.privateKey));
+    const good = await Promise.all(csrs.map((c) => parseCsrAsync(c)));
+    for (const [i, c] of good.entries()) expect(c.publicKey.equals(keys[i]!.publicKey)).toBe(true);
+    // Swap the signatures of neighbours: every request must now fail on its own.
+    const swapped = csrs.map((c, i) => {
+      const mine = split(c);
+      const other = split(csrs[(i + 1) % csrs.length]!);
+      return seq(seq(...mine.info), mine.alg, other.sig);
+    });
+    const results = await Promise.allSettled(swapped.map((c) => parseCsrAsync(c)));
+    for (const r of results) {
+      expect(r.status).toBe('rejected');
+      const err = (r as PromiseRejectedResult).reason as Error & { code?: string };
+      expect(err.code).toBe('ERR_CSR_INVALID');
+      expect(err.message).toContain('signature does not verify with the request public key');
+    }
+  });
+
+  it('rejects what parseCsr rejects, with the same code and message', async () => {
+    const p = split(csrDer);
+    const sig = Uint8Array.from(p.sig);
+    sig[sig.length - 5]! ^= 1;
+    await expectBothInvalid(seq(seq(...p.info), p.alg, sig), 'signature does not verify');
+    await expectBothInvalid(
+      await makeCsr(p256, { name: 'ECDSA', hash: 'SHA-1' } as SigAlg),
+      'signatureAlgorithm: SHA-1 signatures',
+    );
+    await expectBothInvalid(
+      seq(seq(smallInteger(1), ...p.info.slice(1)), p.alg, p.sig),
+      'version: must be 0',
+    );
+    await expectBothInvalid(
+      seq(seq(...p.info), p.alg, bitString(Uint8Array.of())),
+      'signature does not verify',
+    );
+    await expectBothInvalid(
+      seq(seq(...p.info), seq(oid('1.2.3.4')), p.sig),
+      'signatureAlgorithm: unsupported signature algorithm 1.2.3.4',
+    );
+    await expectBothInvalid(encodePem('CERTIFICATE', csrDer), 'exactly one CERTIFICATE REQUEST');
+    // An RSA signature algorithm over an EC key: a key of the wrong type does not verify.
+    const rsaAlg = seq(oid('1.2.840.113549.1.1.11'), Uint8Array.of(5, 0));
+    await expectBothInvalid(seq(seq(...p.info), rsaAlg, p.sig), 'signature does not verify');
+    await expect(parseCsrAsync(42 as never)).rejects.toBeInstanceOf(TypeError);
+  });
+
+  it('rejects EC points off the curve or out of range (OpenSSL checks them on import)', async () => {
+    const p256Csr = createCsr(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+    const p384Csr = createCsr(generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey);
+    const p521Csr = createCsr(generateKeyPairSync('ec', { namedCurve: 'P-521' }).privateKey);
+    // x = 2^256 - 1 is above the P-256 field prime; x = y = 1 is in range but off the curve.
+    const one = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i === n - 1 ? 1 : 0));
+    await expectBothInvalid(withPoint(p256Csr, new Uint8Array(32).fill(0xff)), 'subjectPKInfo:');
+    await expectBothInvalid(withPoint(p256Csr, one(32), one(32)), 'subjectPKInfo:');
+    await expectBothInvalid(withPoint(p384Csr, new Uint8Array(48).fill(0xff)), 'subjectPKInfo:');
+    await expectBothInvalid(withPoint(p384Csr, one(48), one(48)), 'subjectPKInfo:');
+    await expectBothInvalid(withPoint(p521Csr, one(66), one(66)), 'subjectPKInfo:');
+  });
+
+  it('accepts keys on curves it does not mint for, as parseCsr does (the minter refuses them)', async () => {
+    const k1 = generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey;
+    const der = handCsr(k1, seq(oid('1.2.840.10045.4.3.2')), 'sha256');
+    sameParse(parseCsr(der), await parseCsrAsync(der));
+    const err = await thrownAsync(() =>
+      mintX509SvidFromCsr(pki.minter, der, {
+        spiffeId: 'spiffe://example.org/x',
+        notBefore: NOW,
+        notAfter: new Date(NOW.getTime() + HOUR),
+      }),
+    );
+    expect(err.code).toBe('ERR_CSR_INVALID');
+    expect(err.message).toContain('is not supported');
+  });
+
+  it('agrees with parseCsr on mutated requests (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 3,
+        }),
+        async (edits) => {
+          const b = Uint8Array.from(csrDer);
+          for (const [pos, v] of edits) b[pos % b.length] = v;
+          let sync: ParsedCsr | Error;
+          try {
+            sync = parseCsr(b);
+          } catch (err) {
+            sync = err as Error;
+          }
+          let async: ParsedCsr | Error;
+          try {
+            async = await parseCsrAsync(b);
+          } catch (err) {
+            async = err as Error;
+          }
+          if (sync instanceof Error) {
+            expect(async).toBeInstanceOf(Error);
+            expect((async as Error & { code?: string }).code).toBe(
+              (sync as Error & { code?: string }).code,
+            );
+            expect((async as Error).message).toBe(sync.message);
+          } else {
+            expect(async).not.toBeInstanceOf(Error);
+            sameParse(sync, async as ParsedCsr);
           }
         },
       ),

@@ -1,6 +1,7 @@
 import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createCsr } from '../../../src/agent/attestation/csr.js';
 import { children, readWhole, tlvContents } from '../../../src/common/der.js';
 import { seededRandom } from '../../../src/common/random.js';
 import { parseTrustDomain } from '../../../src/spiffe/id.js';
@@ -10,6 +11,7 @@ import { formatName, parseCertificate } from '../../../src/spiffe/x509-cert.js';
 import {
   DEFAULT_X509_SVID_SUBJECT,
   mintX509CaCertificate,
+  mintX509SvidFromCsr,
   X509SvidMinter,
 } from '../../../src/spiffe/x509-mint.js';
 import { parseX509SvidRaw } from '../../../src/spiffe/x509-svid.js';
@@ -440,6 +442,91 @@ describe('X509SvidMinter', () => {
     expect(parseCertificate(viaAsync).extensions.subjectAltName?.uris).toEqual([
       'spiffe://example.org/ns/web',
     ]);
+  });
+
+  it('keeps the CN subjects right across the per-name cache and its overflow', async () => {
+    const spki = leafKey.spki;
+    // One real signature reused: this test is about the subjects, not the signatures.
+    const fixed = pki.intermediateSigner.signSync!(Uint8Array.of(1));
+    const minter = new X509SvidMinter({
+      issuerCertDer: pki.intermediateDer,
+      signer: { ...pki.intermediateSigner, signSync: () => fixed },
+    });
+    const subjectOf = (dnsNames: string[], subject?: { organization: string[] }) =>
+      formatName(
+        parseCertificate(
+          minter.mintSync({
+            ...mintOpts,
+            publicKey: spki,
+            dnsNames,
+            ...(subject === undefined ? {} : { subject }),
+          }),
+        ).subjectDer,
+      );
+    expect(subjectOf(['a.example'])).toBe('C=US, O=SPIRE, CN=a.example');
+    expect(subjectOf(['b.example', 'a.example'])).toBe('C=US, O=SPIRE, CN=b.example');
+    expect(subjectOf(['a.example'])).toBe('C=US, O=SPIRE, CN=a.example');
+    // A given subject is never served from the cache of default subjects.
+    expect(subjectOf(['a.example'], { organization: ['Acme'] })).toBe('O=Acme, CN=a.example');
+    // More names than the cache holds: it starts over and stays right.
+    for (let i = 0; i < 4200; i++) {
+      minter.mintSync({ ...mintOpts, publicKey: spki, dnsNames: [`n${i}.example`] });
+    }
+    expect(subjectOf(['n0.example'])).toBe('C=US, O=SPIRE, CN=n0.example');
+    expect(subjectOf(['n4199.example'])).toBe('C=US, O=SPIRE, CN=n4199.example');
+    expect(subjectOf(['a.example'])).toBe('C=US, O=SPIRE, CN=a.example');
+  });
+
+  it("mints from a CSR with the signer's asynchronous sign, never signSync", async () => {
+    const csr = createCsr(leafKey.privateKey);
+    let asyncSigns = 0;
+    const signer = {
+      ...pki.intermediateSigner,
+      sign: (d: Uint8Array) => {
+        asyncSigns++;
+        return pki.intermediateSigner.sign(d);
+      },
+      signSync: () => {
+        throw new Error('signSync must not be used on the CSR path');
+      },
+    };
+    const minter = new X509SvidMinter({ issuerCertDer: pki.intermediateDer, signer });
+    const ders = await Promise.all(
+      ['a', 'b', 'c'].map((n) =>
+        mintX509SvidFromCsr(minter, csr, {
+          spiffeId: `spiffe://example.org/${n}`,
+          notBefore: NOW,
+          notAfter: later(1),
+          dnsNames: [`${n}.example`],
+        }),
+      ),
+    );
+    expect(asyncSigns).toBe(3);
+    const bundle = new X509Bundle('example.org', [pki.rootDer]);
+    ders.forEach((der, i) => {
+      const n = ['a', 'b', 'c'][i]!;
+      expect(verifyX509Svid([der, pki.intermediateDer], bundle, { now: NOW }).id.path).toBe(
+        `/${n}`,
+      );
+      const c = parseCertificate(der);
+      expect(hex(c.spkiDer)).toBe(hex(leafKey.spki));
+      expect(hex(c.extensions.subjectKeyId)).toBe(sha1(keyBits(leafKey.spki)));
+      expect(formatName(c.subjectDer)).toBe(`C=US, O=SPIRE, CN=${n}.example`);
+    });
+    // A signer failure is not a CSR problem: it propagates unchanged.
+    const failing = new X509SvidMinter({
+      issuerCertDer: pki.intermediateDer,
+      signer: { ...signer, sign: () => Promise.reject(new TypeError('key gone')) },
+    });
+    const err = await thrownAsync(() =>
+      mintX509SvidFromCsr(failing, csr, {
+        spiffeId: 'spiffe://example.org/a',
+        notBefore: NOW,
+        notAfter: later(1),
+      }),
+    );
+    expect(err).toBeInstanceOf(TypeError);
+    expect(err.message).toBe('key gone');
   });
 
   it('signs with P-384 and RSA CA keys', async () => {
