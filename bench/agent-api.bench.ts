@@ -6,7 +6,9 @@
  *    mint, chain out), batches of 50, several concurrent streams on several connections,
  *    beside raw `crypto.sign` P-256 signatures per second in the same run. The agents run
  *    in a worker thread so the server has its event loop to itself, as it would in
- *    production. Goal: ≥ 25 % of the raw signing rate.
+ *    production. Goal: ≥ 25 % of the raw signing rate. Each round runs the server's CSR
+ *    signature checks both ways: through the native addon's ECDSA verifier (the server's
+ *    default when the addon has it) and through node:crypto (`csrVerification: 'node'`).
  *
  *    The machine is shared, so load and baseline alternate for ROUNDS rounds and the best
  *    round of each is reported (each round's figures and the load average are printed too),
@@ -41,7 +43,7 @@ import { AuthorizedEntries } from '../src/server/authz/authorized-entries.js';
 import { AuthorizedEntryCache } from '../src/server/authz/authorized-entries-cache.js';
 import { MemoryJournalStore } from '../src/server/ca/journal.js';
 import { CaManager } from '../src/server/ca/manager.js';
-import type { ServerCa } from '../src/server/ca/server-ca.js';
+import { LocalServerCa, type ServerCa } from '../src/server/ca/server-ca.js';
 import { noMetrics, type ServerContext } from '../src/server/context.js';
 import { openDataStore } from '../src/server/datastore/index.js';
 import type { RegistrationEntry } from '../src/server/datastore/types.js';
@@ -206,13 +208,34 @@ async function signingThroughput(): Promise<void> {
   // The real CA, or (for the last run) one that returns a chain signed earlier: that run
   // measures the API layer alone (TLS, auth, entry cache, protobuf).
   let stubChain: Awaited<ReturnType<ServerCa['signX509SvidFromCsr']>> | undefined;
+  // The same CA with CSR signatures checked by node:crypto only, for the comparison.
+  const nodeCa = new LocalServerCa(
+    {
+      activeX509Ca: () => ca.ca.getCurrentX509Ca(),
+      activeJwtKey: () => undefined,
+      bundle: () => ca.bundle,
+    },
+    {
+      trustDomain: parseTrustDomain(TD),
+      clock: systemClock,
+      random: cryptoRandom,
+      defaultX509SvidTtlSeconds: 3600,
+      defaultJwtSvidTtlSeconds: 300,
+      csrVerification: 'node',
+    },
+  );
+  const nativeCa = ca.ca;
+  if (!(nativeCa instanceof LocalServerCa) || !nativeCa.nativeCsrVerification) {
+    throw new Error('the native ECDSA verifier is not available: run scripts/build-native.sh');
+  }
+  let csrCa: ServerCa = nativeCa;
   const serverCa: ServerCa = {
     signX509Svid: (p) => ca.ca.signX509Svid(p),
     signJwtSvid: (p) => ca.ca.signJwtSvid(p),
     getX509Authorities: () => ca.ca.getX509Authorities(),
     getJwtAuthorities: () => ca.ca.getJwtAuthorities(),
     getCurrentX509Ca: () => ca.ca.getCurrentX509Ca(),
-    signX509SvidFromCsr: async (csr, p) => stubChain ?? ca.ca.signX509SvidFromCsr(csr, p),
+    signX509SvidFromCsr: async (csr, p) => stubChain ?? csrCa.signX509SvidFromCsr(csr, p),
   };
   const context: ServerContext = {
     trustDomain: parseTrustDomain(TD),
@@ -288,7 +311,7 @@ async function signingThroughput(): Promise<void> {
     const caBatch = () =>
       Promise.all(
         Array.from({ length: BATCH }, () =>
-          ca.ca.signX509SvidFromCsr(csrs[i++ & 63]!, {
+          csrCa.signX509SvidFromCsr(csrs[i++ & 63]!, {
             spiffeId: 'spiffe://example.org/workload/0',
             dnsNames: ['w0.example.org'],
           }),
@@ -304,30 +327,44 @@ async function signingThroughput(): Promise<void> {
     const streams = CONNECTIONS * STREAMS_PER_CONNECTION;
     const apiName = `BatchNewX509SVID over TLS (${BATCH}/batch, ${streams} streams)`;
     let raw: Rate | undefined;
-    let issued: (Rate & { cpuMicrosPerSvid: number }) | undefined;
+    type Issued = Rate & { cpuMicrosPerSvid: number };
+    let issued: Issued | undefined;
+    let issuedNode: Issued | undefined;
     let caPath: Rate | undefined;
+    let caPathNode: Rate | undefined;
+    const fmtApi = (s: Issued, b: Rate): string =>
+      `${fmtRate(s)}/s (${Math.round(s.cpuMicrosPerSvid)} µs CPU per SVID, ratio ${(s.opsPerSec / b.opsPerSec).toFixed(3)})`;
     console.log('\n## Rounds (load average at the start of each)');
     for (let r = 1; r <= ROUNDS; r++) {
       const load = load1();
       const b = await rawSign();
-      const s = await agents.run(apiName, SECONDS);
-      const c = await caPathRate();
+      // Alternate which verifier goes first, so neither always runs on a warmer machine.
+      const order: ('native' | 'node')[] = r % 2 === 1 ? ['native', 'node'] : ['node', 'native'];
+      const api: Partial<Record<'native' | 'node', Issued>> = {};
+      const path: Partial<Record<'native' | 'node', Rate>> = {};
+      for (const which of order) {
+        csrCa = which === 'native' ? nativeCa : nodeCa;
+        api[which] = await agents.run(`${apiName}, ${which} CSR verify`, SECONDS);
+        path[which] = await caPathRate();
+      }
       raw = better(raw, b);
-      issued = better(issued, s);
-      caPath = better(caPath, c);
+      issued = better(issued, api.native!);
+      issuedNode = better(issuedNode, api.node!);
+      caPath = better(caPath, path.native!);
+      caPathNode = better(caPathNode, path.node!);
       console.log(
-        `  round ${r}: load ${load}; raw sign ${fmtRate(b)}/s; agent API ${fmtRate(s)}/s ` +
-          `(${Math.round(s.cpuMicrosPerSvid)} µs CPU per SVID, ratio ${(s.opsPerSec / b.opsPerSec).toFixed(3)}); ` +
-          `CA path ${fmtRate(c)}/s`,
+        `  round ${r}: load ${load}; raw sign ${fmtRate(b)}/s; agent API native verify ${fmtApi(api.native!, b)}, ` +
+          `node:crypto verify ${fmtApi(api.node!, b)}; CA path native ${fmtRate(path.native!)}/s, node ${fmtRate(path.node!)}/s`,
       );
     }
+    csrCa = nativeCa;
     stubChain = await ca.ca.signX509SvidFromCsr(csrs[0]!, {
       spiffeId: 'spiffe://example.org/workload/0',
       dnsNames: ['w0.example.org'],
     });
     const apiOnly = await agents.run('same, CA stubbed (API layer alone)', SECONDS);
     reportRatio(
-      `X509-SVIDs issued through the agent API vs raw P-256 signing (best of ${ROUNDS} rounds each)`,
+      `X509-SVIDs issued through the agent API (native CSR verify) vs raw P-256 signing (best of ${ROUNDS} rounds each)`,
       issued!,
       raw!,
       0.25,
@@ -335,7 +372,19 @@ async function signingThroughput(): Promise<void> {
     console.log(
       `  CPU per SVID, whole process (agents + server + thread pool): ${Math.round(issued!.cpuMicrosPerSvid)} µs`,
     );
-    reportRatio('The CA path alone (no gRPC) vs raw P-256 signing', caPath!, raw!);
+    reportRatio(
+      'Same with node:crypto CSR verify (csrVerification: node) vs raw P-256 signing',
+      issuedNode!,
+      raw!,
+      0.25,
+    );
+    console.log(`  CPU per SVID, whole process: ${Math.round(issuedNode!.cpuMicrosPerSvid)} µs`);
+    reportRatio('The CA path alone (no gRPC), native verify, vs raw P-256 signing', caPath!, raw!);
+    reportRatio(
+      'The CA path alone (no gRPC), node:crypto verify, vs raw P-256 signing',
+      caPathNode!,
+      raw!,
+    );
     reportRatio('The agent API with the CA stubbed vs raw P-256 signing', apiOnly, raw!, 0.25);
     console.log(
       `  CPU per SVID, whole process: ${Math.round(apiOnly.cpuMicrosPerSvid)} µs (the API layer's share)`,

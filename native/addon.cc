@@ -16,6 +16,7 @@ void ThrowErrno(Napi::Env env, const char* syscall, int err) {
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   spire_edge::InitPeerCred(env, exports);
+  spire_edge::InitEcdsaVerify(env, exports);
 #ifdef SPIRE_EDGE_WITH_TPM
   spire_edge::InitTpm(env, exports);
 #endif

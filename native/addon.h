@@ -11,6 +11,10 @@ void ThrowErrno(Napi::Env env, const char* syscall, int err);
 
 void InitPeerCred(Napi::Env env, Napi::Object exports);
 
+// ECDSA verification on the NIST curves with OpenSSL's EC API (ecdsa-verify.cc):
+// ecdsaVerifySync, ecdsaVerify, ecdsaVerifyBatch.
+void InitEcdsaVerify(Napi::Env env, Napi::Object exports);
+
 // TPM 2.0 over tpm2-tss ESYS (tpm.cc): tpmOpen, tpmClose, tpmNvRead, tpmCreateEk, ...
 void InitTpm(Napi::Env env, Napi::Object exports);
 

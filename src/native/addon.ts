@@ -53,6 +53,27 @@ export interface NativeTpmError extends Error {
   readonly op?: string;
 }
 
+/** Curves {@link NativeAddon.ecdsaVerify} knows. */
+export type NativeEcdsaCurve = 'P-256' | 'P-384' | 'P-521';
+/** Digests {@link NativeAddon.ecdsaVerify} hashes the data with. */
+export type NativeEcdsaHash = 'sha256' | 'sha384' | 'sha512';
+/**
+ * What the ECDSA functions answer: 1 the signature verifies; 0 it does not (wrong, or not a
+ * strict DER ECDSA-Sig-Value, or r/s out of range); -1 the point is not a public key of the
+ * curve (not `04 || X || Y` of the curve's size, a coordinate ≥ p, or off the curve).
+ */
+export type NativeEcdsaResult = 1 | 0 | -1;
+/** One signature of {@link NativeAddon.ecdsaVerifyBatch}. */
+export interface NativeEcdsaItem {
+  readonly curve: NativeEcdsaCurve;
+  readonly hash: NativeEcdsaHash;
+  /** The uncompressed point `04 || X || Y`. */
+  readonly point: Uint8Array;
+  readonly data: Uint8Array;
+  /** DER ECDSA-Sig-Value (as X.509 and PKCS#10 carry it), at most 256 bytes. */
+  readonly signature: Uint8Array;
+}
+
 /** The functions the addon exports. */
 export interface NativeAddon {
   /** SO_PEERCRED of a connected AF_UNIX socket; throws (errno EAFNOSUPPORT) on other families. */
@@ -62,6 +83,29 @@ export interface NativeAddon {
   /** Whether the process behind a pidfd is still running. */
   pidfdAlive(fd: number): boolean;
   closeFd(fd: number): void;
+
+  // ---- ECDSA verification with OpenSSL's EC API and a per-thread key per curve
+  // (native/ecdsa-verify.cc): no key import, the same acceptance rules as node:crypto's
+  // verify. Bad argument types or names throw TypeError synchronously; data ≤ 1 MiB. ----
+
+  /** Verifies on the calling thread. */
+  ecdsaVerifySync(
+    curve: NativeEcdsaCurve,
+    hash: NativeEcdsaHash,
+    point: Uint8Array,
+    data: Uint8Array,
+    signature: Uint8Array,
+  ): NativeEcdsaResult;
+  /** Verifies on libuv's thread pool (the inputs are copied first). */
+  ecdsaVerify(
+    curve: NativeEcdsaCurve,
+    hash: NativeEcdsaHash,
+    point: Uint8Array,
+    data: Uint8Array,
+    signature: Uint8Array,
+  ): Promise<NativeEcdsaResult>;
+  /** Verifies every item in one thread-pool task; results in item order. */
+  ecdsaVerifyBatch(items: readonly NativeEcdsaItem[]): Promise<Int8Array>;
 
   // ---- TPM 2.0 over tpm2-tss ESYS (native/tpm*.cc). Every call is async and serialised per
   // context; blobs are marshalled TPM structures; all parsing happens in TypeScript. ----

@@ -18,7 +18,11 @@ import {
 import { SpireEdgeError } from '../common/errors.js';
 import { decodePem } from '../common/pem.js';
 import { publicKeyFromSpki } from './internal/spki.js';
-import { verifySignatureAsync } from './internal/verify-async.js';
+import {
+  type EcdsaVerifier,
+  ecdsaVerifyRequest,
+  verifySignatureAsync,
+} from './internal/verify-async.js';
 import {
   type CertificateExtensions,
   checkName,
@@ -30,6 +34,21 @@ import {
   decodeAlgorithmIdentifier,
   verifySignature,
 } from './x509-cert.js';
+
+export type { EcdsaVerifier, EcdsaVerifyRequest } from './internal/verify-async.js';
+
+/** Options of {@link parseCsrAsync}. */
+export interface ParseCsrOptions {
+  /**
+   * A faster verifier for ECDSA self-signatures on P-256, P-384 and P-521 keys (the server
+   * injects its native addon's). When it answers true the key is not imported up front:
+   * `publicKey` is imported on first read. Anything else (false, a rejection, other
+   * algorithms and keys) takes the node:crypto path, so acceptance and `ERR_CSR_INVALID`
+   * errors are the same as without it, provided the verifier never answers true for a
+   * signature node:crypto would refuse (see {@link EcdsaVerifier}).
+   */
+  readonly verifyEcdsa?: EcdsaVerifier;
+}
 
 /** One attribute of the request (RFC 2986 §4.1). */
 export interface CsrAttribute {
@@ -215,15 +234,42 @@ export function parseCsr(input: Uint8Array | string): ParsedCsr {
 
 /**
  * {@link parseCsr} with the proof-of-possession check on libuv's thread pool
- * (`crypto.verify` with a callback): the same checks and errors, but the event loop is
- * free while the signature is verified, so a server verifying a batch of requests uses
- * more than one core. Decoding and the key import still run on the calling thread.
+ * (`crypto.verify` with a callback), or through `options.verifyEcdsa` when given: the same
+ * checks and errors, but the event loop is free while the signature is verified, so a
+ * server verifying a batch of requests uses more than one core. Decoding and (on the
+ * node:crypto path) the key import still run on the calling thread.
+ *
+ * With `verifyEcdsa`, an accepted ECDSA request's `publicKey` is imported lazily, on first
+ * read (the point was already checked to be on the curve; should the import still fail,
+ * the read throws `ERR_CSR_INVALID`).
  *
  * @throws SpireEdgeError `ERR_CSR_INVALID` (as a rejection) naming what is wrong;
  *   `TypeError` for input that is neither bytes nor text.
  */
-export async function parseCsrAsync(input: Uint8Array | string): Promise<ParsedCsr> {
+export async function parseCsrAsync(
+  input: Uint8Array | string,
+  options: ParseCsrOptions = {},
+): Promise<ParsedCsr> {
   const parsed = decodeCsr(input);
+  const verifyEcdsa = options?.verifyEcdsa;
+  if (verifyEcdsa !== undefined) {
+    if (typeof verifyEcdsa !== 'function') throw new TypeError('verifyEcdsa must be a function');
+    const request = ecdsaVerifyRequest(
+      parsed.signatureAlgorithm,
+      parsed.spkiDer,
+      parsed.infoDer,
+      parsed.signature,
+    );
+    if (request !== undefined) {
+      let ok = false;
+      try {
+        ok = (await verifyEcdsa(request)) === true;
+      } catch {
+        // A failing injected verifier must not decide anything: node:crypto does below.
+      }
+      if (ok) return withLazyPublicKey(parsed);
+    }
+  }
   let publicKey: KeyObject;
   try {
     publicKey = publicKeyFromSpki(parsed.spkiDer);
@@ -243,5 +289,26 @@ export async function parseCsrAsync(input: Uint8Array | string): Promise<ParsedC
     throw unsupportedAlgorithm(err);
   }
   if (!ok) throw csrInvalid(NO_POSSESSION);
+  return csr;
+}
+
+/** The parsed request with `publicKey` imported on first read (and then kept). */
+function withLazyPublicKey(parsed: Omit<ParsedCsr, 'publicKey'>): ParsedCsr {
+  let key: KeyObject | undefined;
+  const csr = { ...parsed } as ParsedCsr;
+  Object.defineProperty(csr, 'publicKey', {
+    enumerable: true,
+    configurable: false,
+    get(): KeyObject {
+      if (key === undefined) {
+        try {
+          key = publicKeyFromSpki(parsed.spkiDer);
+        } catch (err) {
+          throw keyInvalid(err);
+        }
+      }
+      return key;
+    },
+  });
   return csr;
 }

@@ -25,7 +25,7 @@ import {
 import { SpireEdgeError } from '../common/errors.js';
 import { cryptoRandom, type RandomSource } from '../common/random.js';
 import type { Signer } from '../common/signer.js';
-import { parseCsrAsync } from './csr.js';
+import { type EcdsaVerifier, parseCsrAsync } from './csr.js';
 import { parseSpiffeId, type SpiffeId, type TrustDomain, toSpiffeId, toTrustDomain } from './id.js';
 import {
   inspectSpki,
@@ -584,6 +584,11 @@ export interface MintX509SvidFromCsrOptions {
   notAfter: Date;
   dnsNames?: readonly string[];
   subject?: SubjectFields;
+  /**
+   * A faster verifier for the request's ECDSA self-signature (the server injects its native
+   * addon's); see {@link parseCsrAsync}: the same acceptance and errors.
+   */
+  verifyEcdsa?: EcdsaVerifier;
 }
 
 /**
@@ -606,7 +611,10 @@ export async function mintX509SvidFromCsr(
   opts: MintX509SvidFromCsrOptions,
 ): Promise<Uint8Array> {
   if (!(minter instanceof X509SvidMinter)) throw new TypeError('minter must be an X509SvidMinter');
-  const csr = await parseCsrAsync(csrDer);
+  const csr = await parseCsrAsync(
+    csrDer,
+    opts.verifyEcdsa === undefined ? {} : { verifyEcdsa: opts.verifyEcdsa },
+  );
   const mintOpts: MintX509SvidOptions = {
     spiffeId: opts.spiffeId,
     publicKey: csr.spkiDer,

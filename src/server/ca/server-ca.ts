@@ -17,11 +17,14 @@
  * Bad argument types and TTLs throw `TypeError`.
  */
 import type { KeyObject } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import type { Clock } from '../../common/clock.js';
 import { describeError, SpireEdgeError } from '../../common/errors.js';
 import type { RandomSource } from '../../common/random.js';
 import type { Signer } from '../../common/signer.js';
+import { loadNativeAddon, type NativeEcdsaItem } from '../../native/addon.js';
 import type { JwtAuthority } from '../../spiffe/bundle-source.js';
+import type { EcdsaVerifier, EcdsaVerifyRequest } from '../../spiffe/csr.js';
 import { type SpiffeId, type TrustDomain, toSpiffeId } from '../../spiffe/id.js';
 import { mintJwtSvid } from '../../spiffe/jwt-svid.js';
 import {
@@ -169,6 +172,71 @@ export interface LocalServerCaOptions {
   readonly defaultJwtSvidTtlSeconds: number;
   /** The `iss` claim of JWT-SVIDs (SPIRE's `jwt_issuer`), when set. */
   readonly jwtIssuer?: string;
+  /**
+   * How CSR self-signatures are verified: `'native'` (the default) through the native
+   * addon's ECDSA verifier when the addon is built with it ({@link nativeEcdsaVerifier}),
+   * node:crypto otherwise; `'node'` always through node:crypto. Both accept and refuse the
+   * same requests with the same errors; the native path skips the per-request key import.
+   */
+  readonly csrVerification?: 'native' | 'node';
+}
+
+/** Most signatures one native thread-pool task verifies (a batch is spread over threads). */
+const NATIVE_VERIFY_MAX_CHUNK = 16;
+
+let nativeVerifier: EcdsaVerifier | null | undefined;
+
+/**
+ * The native addon's ECDSA verifier (native/ecdsa-verify.cc, `ecdsaVerifyBatch`), for
+ * `parseCsrAsync`'s `verifyEcdsa`; undefined when the addon is not built or predates it.
+ * Requests made in the same turn of the event loop (a BatchNewX509SVID's CSRs) are
+ * verified together: one thread-pool task per chunk of up to 16, spread over the cores.
+ * Any failure of the addon resolves false, which sends the request down node:crypto's
+ * path (the parser re-decides every false).
+ */
+export function nativeEcdsaVerifier(): EcdsaVerifier | undefined {
+  if (nativeVerifier !== undefined) return nativeVerifier ?? undefined;
+  nativeVerifier = null;
+  let batch: ((items: readonly NativeEcdsaItem[]) => Promise<Int8Array>) | undefined;
+  try {
+    const addon = loadNativeAddon();
+    if (typeof addon.ecdsaVerifyBatch === 'function') batch = addon.ecdsaVerifyBatch.bind(addon);
+  } catch {
+    // ERR_NATIVE_UNAVAILABLE: node:crypto it is.
+  }
+  if (batch === undefined) return undefined;
+  const verifyBatch = batch;
+  const cores = Math.max(1, availableParallelism());
+  let pending: { request: EcdsaVerifyRequest; resolve: (ok: boolean) => void }[] = [];
+  const run = (chunk: typeof pending): void => {
+    let result: Promise<Int8Array>;
+    try {
+      result = verifyBatch(chunk.map((p) => p.request));
+    } catch {
+      for (const p of chunk) p.resolve(false);
+      return;
+    }
+    result.then(
+      (r) => {
+        for (let i = 0; i < chunk.length; i++) chunk[i]!.resolve(r[i] === 1);
+      },
+      () => {
+        for (const p of chunk) p.resolve(false);
+      },
+    );
+  };
+  const flush = (): void => {
+    const all = pending;
+    pending = [];
+    const size = Math.min(NATIVE_VERIFY_MAX_CHUNK, Math.ceil(all.length / cores));
+    for (let i = 0; i < all.length; i += size) run(all.slice(i, i + size));
+  };
+  nativeVerifier = (request) =>
+    new Promise<boolean>((resolve) => {
+      if (pending.length === 0) queueMicrotask(flush);
+      pending.push({ request, resolve });
+    });
+  return nativeVerifier;
 }
 
 /**
@@ -220,10 +288,17 @@ export class LocalServerCa implements ServerCa {
   readonly #source: CaStateSource;
   readonly #opts: LocalServerCaOptions;
   readonly #minters = new WeakMap<ActiveX509Ca, X509SvidMinter>();
+  readonly #verifyEcdsa: EcdsaVerifier | undefined;
 
   constructor(source: CaStateSource, options: LocalServerCaOptions) {
     this.#source = source;
     this.#opts = options;
+    this.#verifyEcdsa = options.csrVerification === 'node' ? undefined : nativeEcdsaVerifier();
+  }
+
+  /** True when CSR signatures go through the native verifier. */
+  get nativeCsrVerification(): boolean {
+    return this.#verifyEcdsa !== undefined;
   }
 
   #x509Ca(): ActiveX509Ca {
@@ -305,6 +380,7 @@ export class LocalServerCa implements ServerCa {
       notBefore,
       notAfter,
       ...(params.dnsNames === undefined ? {} : { dnsNames: params.dnsNames }),
+      ...(this.#verifyEcdsa === undefined ? {} : { verifyEcdsa: this.#verifyEcdsa }),
     });
     return { certChain: this.#chain(ca, leaf), expiresAt: notAfter };
   }

@@ -3,6 +3,7 @@ import {
   generateKeyPairSync,
   type KeyObject,
   sign as nodeSign,
+  verify as nodeVerify,
   webcrypto,
 } from 'node:crypto';
 import fc from 'fast-check';
@@ -20,7 +21,12 @@ import {
 } from '../../../src/common/der.js';
 import { isSpireEdgeError } from '../../../src/common/errors.js';
 import { encodePem } from '../../../src/common/pem.js';
-import { type ParsedCsr, parseCsr, parseCsrAsync } from '../../../src/spiffe/csr.js';
+import {
+  type EcdsaVerifier,
+  type ParsedCsr,
+  parseCsr,
+  parseCsrAsync,
+} from '../../../src/spiffe/csr.js';
 import { formatName, parseCertificate } from '../../../src/spiffe/x509-cert.js';
 import { mintX509SvidFromCsr } from '../../../src/spiffe/x509-mint.js';
 import {
@@ -452,6 +458,167 @@ describe('parseCsrAsync (proof of possession checked on the thread pool)', () =>
         },
       ),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe('parseCsrAsync with an injected ECDSA verifier', () => {
+  type Req = Parameters<EcdsaVerifier>[0];
+  /** A verifier built on node:crypto from the point alone, recording its requests. */
+  function jsVerifier(answer?: boolean | 'throw'): { verify: EcdsaVerifier; calls: Req[] } {
+    const calls: Req[] = [];
+    const verify: EcdsaVerifier = async (r) => {
+      calls.push(r);
+      if (answer === 'throw') throw new Error('verifier broke');
+      if (answer !== undefined) return answer;
+      const size = (r.point.length - 1) / 2;
+      const key = createPublicKey({
+        key: {
+          kty: 'EC',
+          crv: r.curve,
+          x: Buffer.from(r.point.subarray(1, 1 + size)).toString('base64url'),
+          y: Buffer.from(r.point.subarray(1 + size)).toString('base64url'),
+        },
+        format: 'jwk',
+      });
+      return nodeVerify(r.hash, r.data, key, r.signature);
+    };
+    return { verify, calls };
+  }
+
+  it('hands ECDSA requests on P-256, P-384 and P-521 to the verifier, with the key imported lazily', async () => {
+    const cases = [
+      ['P-256', 'sha256'],
+      ['P-384', 'sha384'],
+      ['P-521', 'sha512'],
+    ] as const;
+    for (const [curve, hash] of cases) {
+      const k = generateKeyPairSync('ec', { namedCurve: curve });
+      const algOid = {
+        sha256: '1.2.840.10045.4.3.2',
+        sha384: '1.2.840.10045.4.3.3',
+        sha512: '1.2.840.10045.4.3.4',
+      }[hash];
+      const der = handCsr(k.privateKey, seq(oid(algOid)), hash);
+      const v = jsVerifier();
+      const got = await parseCsrAsync(der, { verifyEcdsa: v.verify });
+      expect(v.calls).toHaveLength(1);
+      expect(v.calls[0]!.curve).toBe(curve);
+      expect(v.calls[0]!.hash).toBe(hash);
+      expect(v.calls[0]!.point[0]).toBe(4);
+      expect(Buffer.from(v.calls[0]!.data).equals(Buffer.from(got.infoDer))).toBe(true);
+      sameParse(parseCsr(der), got);
+      expect(got.publicKey.equals(k.publicKey)).toBe(true);
+      expect(got.publicKey).toBe(got.publicKey); // imported once, then kept
+    }
+  });
+
+  it('lets node:crypto decide whenever the verifier says false or fails: same results, same errors', async () => {
+    const p = split(csrDer);
+    const forged = Uint8Array.from(p.sig);
+    forged[forged.length - 5]! ^= 1;
+    const forgedCsr = seq(seq(...p.info), p.alg, forged);
+    const p256Csr = createCsr(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+    const offCurve = withPoint(
+      p256Csr,
+      Uint8Array.from({ length: 32 }, (_, i) => (i === 31 ? 1 : 0)),
+      Uint8Array.from({ length: 32 }, (_, i) => (i === 31 ? 1 : 0)),
+    );
+    for (const answer of [false, 'throw', undefined] as const) {
+      const v = jsVerifier(answer);
+      // A good request the verifier refuses is still accepted (node:crypto verifies it).
+      if (answer !== undefined) {
+        sameParse(parseCsr(csrDer), await parseCsrAsync(csrDer, { verifyEcdsa: v.verify }));
+      }
+      for (const bad of [forgedCsr, offCurve]) {
+        const want = thrown(() => parseCsr(bad));
+        const err = await thrownAsync(() => parseCsrAsync(bad, { verifyEcdsa: v.verify }));
+        expect(err.code).toBe('ERR_CSR_INVALID');
+        expect(err.message).toBe(want.message);
+      }
+    }
+  });
+
+  it('does not call the verifier for RSA, Ed25519, SHA-1 or unsupported algorithms, nor for undecodable requests', async () => {
+    const v = jsVerifier(true);
+    const rsa = await makeCsr(await pxRsaKey('RSASSA-PKCS1-v1_5'), { name: 'RSASSA-PKCS1-v1_5' });
+    sameParse(parseCsr(rsa), await parseCsrAsync(rsa, { verifyEcdsa: v.verify }));
+    const ed = createCsr(generateKeyPairSync('ed25519').privateKey);
+    sameParse(parseCsr(ed), await parseCsrAsync(ed, { verifyEcdsa: v.verify }));
+    const k1 = generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey;
+    const k1Csr = handCsr(k1, seq(oid('1.2.840.10045.4.3.2')), 'sha256');
+    sameParse(parseCsr(k1Csr), await parseCsrAsync(k1Csr, { verifyEcdsa: v.verify }));
+    const p = split(csrDer);
+    for (const [bad, rule] of [
+      [await makeCsr(p256, { name: 'ECDSA', hash: 'SHA-1' } as SigAlg), 'SHA-1 signatures'],
+      [seq(seq(...p.info), seq(oid('1.2.3.4')), p.sig), 'unsupported signature algorithm'],
+      [seq(seq(smallInteger(1), ...p.info.slice(1)), p.alg, p.sig), 'version: must be 0'],
+      // An RSA algorithm over the EC key: a key of the wrong type, as without the verifier.
+      [
+        seq(seq(...p.info), seq(oid('1.2.840.113549.1.1.11'), Uint8Array.of(5, 0)), p.sig),
+        'signature does not verify',
+      ],
+    ] as const) {
+      const err = await thrownAsync(() => parseCsrAsync(bad, { verifyEcdsa: v.verify }));
+      expect(err.code).toBe('ERR_CSR_INVALID');
+      expect(err.message).toContain(rule);
+    }
+    expect(v.calls).toHaveLength(0);
+    await expect(
+      parseCsrAsync(csrDer, { verifyEcdsa: 'yes' as unknown as EcdsaVerifier }),
+    ).rejects.toBeInstanceOf(TypeError);
+  });
+
+  it('is passed through by mintX509SvidFromCsr', async () => {
+    const v = jsVerifier();
+    const leaf = await mintX509SvidFromCsr(pki.minter, csrDer, {
+      spiffeId: 'spiffe://example.org/x',
+      notBefore: NOW,
+      notAfter: new Date(NOW.getTime() + HOUR),
+      verifyEcdsa: v.verify,
+    });
+    expect(v.calls).toHaveLength(1);
+    expect(Buffer.from(parseCertificate(leaf).spkiDer)).toEqual(
+      Buffer.from(parseCsr(csrDer).spkiDer),
+    );
+  });
+
+  it('agrees with parseCsr on mutated requests (property)', async () => {
+    const v = jsVerifier();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 3,
+        }),
+        async (edits) => {
+          const b = Uint8Array.from(csrDer);
+          for (const [pos, val] of edits) b[pos % b.length] = val;
+          let sync: ParsedCsr | Error;
+          try {
+            sync = parseCsr(b);
+          } catch (err) {
+            sync = err as Error;
+          }
+          let injected: ParsedCsr | Error;
+          try {
+            injected = await parseCsrAsync(b, { verifyEcdsa: v.verify });
+          } catch (err) {
+            injected = err as Error;
+          }
+          if (sync instanceof Error) {
+            expect(injected).toBeInstanceOf(Error);
+            expect((injected as Error & { code?: string }).code).toBe(
+              (sync as Error & { code?: string }).code,
+            );
+            expect((injected as Error).message).toBe(sync.message);
+          } else {
+            expect(injected).not.toBeInstanceOf(Error);
+            sameParse(sync, injected as ParsedCsr);
+          }
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 });
