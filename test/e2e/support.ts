@@ -7,7 +7,8 @@
  * `tsc -p tsconfig.build.json`.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -219,3 +220,312 @@ export function agentApiPort(server: ServiceProcess): number {
 
 /** `./bin/spire-agent` (runs dist/agent/cli/main.js). */
 export const SPIRE_AGENT = join(ROOT, 'bin', 'spire-agent');
+
+// ---------------------------------------------------------------------------------------------
+// Agent processes, workloads as other users (the agent end-to-end tests)
+
+/** A free TCP port on 127.0.0.1 (bound, then released), for a server that must restart on it. */
+export function freeTcpPort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const s = createNetServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => done(port));
+    });
+  });
+}
+
+/**
+ * Sets `bind_port` in a server.conf written by {@link writeServerConfig}, so a server that is
+ * killed and started again listens where its agents look for it. Returns `port`.
+ */
+export function setServerBindPort(configPath: string, port: number): number {
+  const text = readFileSync(configPath, 'utf8');
+  if (!text.includes('bind_port = "0"')) throw new Error(`no bind_port = "0" in ${configPath}`);
+  writeFileSync(configPath, text.replace('bind_port = "0"', `bind_port = "${port}"`));
+  return port;
+}
+
+/** `./bin/spire-server <args…> -socketPath <socketPath>`. */
+export function serverCommand(socketPath: string): (...args: string[]) => Promise<ProcessResult> {
+  return (...args) => runCommand(SPIRE_SERVER, [...args, '-socketPath', socketPath]);
+}
+
+/** The entry ID in `spire-server entry create|show` output (the first one). */
+export function entryIdOf(out: string): string {
+  const m = /^Entry ID\s+: (\S+)$/m.exec(out);
+  if (m === null) throw new Error(`no entry ID in:\n${out}`);
+  return m[1]!;
+}
+
+/** `spire-server token generate [-spiffeID ID]`: the token. */
+export async function generateJoinToken(socketPath: string, spiffeId?: string): Promise<string> {
+  const r = await serverCommand(socketPath)(
+    'token',
+    'generate',
+    ...(spiffeId === undefined ? [] : ['-spiffeID', spiffeId]),
+  );
+  const token = /^Token: (\S+)$/m.exec(r.out)?.[1];
+  if (r.code !== 0 || token === undefined) {
+    throw new Error(`token generate failed (${String(r.code)}): ${r.out}${r.err}`);
+  }
+  return token;
+}
+
+/** Options of {@link writeAgentConfig}. */
+export interface AgentConfigOptions {
+  /** The agent's directory: agent.conf, `agent-data/`, `public/api.sock`. */
+  readonly dir: string;
+  readonly serverPort: number;
+  /** PEM bootstrap bundle (`spire-server bundle show` output). */
+  readonly bundlePath: string;
+  readonly trustDomain?: string;
+  /** Default `500ms`. */
+  readonly syncInterval?: string;
+  /** Default `DEBUG`. */
+  readonly logLevel?: string;
+  /** Extra lines in the agent block (`health_checks`, `telemetry` go in `extraBlocks`). */
+  readonly extraBlocks?: string;
+}
+
+/**
+ * Writes agent.conf (join_token node attestation, disk key manager, unix workload attestor).
+ * The Workload API socket is `<dir>/public/api.sock`: the agent creates `public/` 0755 and
+ * the socket 0777, so workloads of any uid can connect when `dir` and its parents are
+ * traversable (0755) by them.
+ */
+export function writeAgentConfig(o: AgentConfigOptions): {
+  path: string;
+  socketPath: string;
+  dataDir: string;
+} {
+  mkdirSync(o.dir, { recursive: true, mode: 0o755 });
+  const socketPath = join(o.dir, 'public', 'api.sock');
+  const dataDir = join(o.dir, 'agent-data');
+  const path = join(o.dir, 'agent.conf');
+  writeFileSync(
+    path,
+    `agent {
+  data_dir = "${dataDir}"
+  server_address = "127.0.0.1"
+  server_port = ${o.serverPort}
+  socket_path = "${socketPath}"
+  trust_domain = "${o.trustDomain ?? 'example.org'}"
+  trust_bundle_path = "${o.bundlePath}"
+  log_level = "${o.logLevel ?? 'DEBUG'}"
+  sync_interval = "${o.syncInterval ?? '500ms'}"
+}
+${o.extraBlocks ?? ''}
+plugins {
+  NodeAttestor "join_token" {
+    plugin_data {}
+  }
+  KeyManager "disk" {
+    plugin_data {
+      directory = "${dataDir}"
+    }
+  }
+  WorkloadAttestor "unix" {
+    plugin_data {}
+  }
+}
+`,
+  );
+  return { path, socketPath, dataDir };
+}
+
+/**
+ * Starts `./bin/spire-agent run -config <path> [-joinToken T]` and waits until its Workload
+ * API listens: its log says `Starting Workload API` (so `log_level` must be INFO or DEBUG, text
+ * format). The socket file is not a sign: a SIGKILLed agent leaves it behind. A cold agent
+ * answers `Unavailable` until its first sync: wait for SVIDs separately.
+ */
+export async function startAgentProcess(
+  configPath: string,
+  {
+    joinToken,
+    env = {},
+    timeoutMs = 30_000,
+  }: {
+    joinToken?: string;
+    env?: Record<string, string>;
+    timeoutMs?: number;
+  } = {},
+): Promise<ServiceProcess> {
+  ensureBuilt(join(ROOT, 'dist', 'agent', 'cli', 'main.js'));
+  const args = ['run', '-config', configPath];
+  if (joinToken !== undefined) args.push('-joinToken', joinToken);
+  const p = await startProcess(SPIRE_AGENT, args, async () => true, { env });
+  const deadline = Date.now() + timeoutMs;
+  while (!p.output().includes('msg="Starting Workload API"')) {
+    if (p.child.exitCode !== null || p.child.signalCode !== null) {
+      throw new Error(`spire-agent run exited (${String(p.child.exitCode)}):\n${p.output()}`);
+    }
+    if (Date.now() > deadline) {
+      p.child.kill('SIGKILL');
+      throw new Error(`spire-agent run did not listen within ${timeoutMs} ms:\n${p.output()}`);
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return p;
+}
+
+/** Sends `signal` to a process started by {@link startProcess}; resolves with its exit code or signal. */
+export function signalProcess(
+  p: ServiceProcess,
+  signal: NodeJS.Signals,
+): Promise<number | NodeJS.Signals | null> {
+  const { child } = p;
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve(child.exitCode ?? child.signalCode);
+  }
+  const exited = new Promise<number | NodeJS.Signals | null>((r) =>
+    child.once('exit', (code, sig) => r(code ?? sig)),
+  );
+  child.kill(signal);
+  return exited;
+}
+
+/** The workload program run by {@link WorkloadProcess}. */
+export const WORKLOAD_PROGRAM = join(ROOT, 'test', 'e2e', 'workload-process.ts');
+
+/** One line of test/e2e/workload-process.ts output. */
+export interface WorkloadEvent {
+  readonly event: string;
+  /** Wall-clock time (ms since the epoch) when the workload printed it. */
+  readonly at: number;
+  readonly [field: string]: unknown;
+}
+
+/** An SVID as test/e2e/workload-process.ts reports it. */
+export interface ReportedSvid {
+  readonly id: string;
+  readonly serial: string;
+  readonly notBefore: number;
+  readonly notAfter: number;
+  readonly certsPem: string;
+  readonly keyPem: string;
+}
+
+/**
+ * test/e2e/workload-process.ts as a separate process — as `uid`:`gid` through `setpriv
+ * --reuid --regid --clear-groups` when given (the test must run as root) — talking to the
+ * agent at `socketPath` through `SPIFFE_ENDPOINT_SOCKET`. Its JSON lines are queued and read
+ * with {@link WorkloadProcess.next}.
+ */
+export class WorkloadProcess {
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | NodeJS.Signals | null>;
+  readonly #queue: WorkloadEvent[] = [];
+  readonly #waiters: Array<() => void> = [];
+  #stderr = '';
+
+  constructor(args: readonly string[], { uid, socketPath }: { uid?: number; socketPath: string }) {
+    const node = [process.execPath, '--import', 'tsx', WORKLOAD_PROGRAM, ...args];
+    const [cmd, ...argv] =
+      uid === undefined
+        ? node
+        : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', ...node];
+    this.child = spawn(cmd!, argv, {
+      cwd: ROOT,
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        TZ: 'UTC',
+        SPIFFE_ENDPOINT_SOCKET: `unix://${socketPath}`,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    running.add(this.child);
+    this.exited = new Promise((r) =>
+      this.child.once('exit', (code, sig) => {
+        running.delete(this.child);
+        r(code ?? sig);
+        this.#wake();
+      }),
+    );
+    let partial = '';
+    this.child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      partial += d;
+      let nl = partial.indexOf('\n');
+      while (nl >= 0) {
+        const line = partial.slice(0, nl);
+        partial = partial.slice(nl + 1);
+        nl = partial.indexOf('\n');
+        try {
+          this.#queue.push(JSON.parse(line) as WorkloadEvent);
+        } catch {
+          this.#stderr += `(stdout) ${line}\n`;
+        }
+      }
+      this.#wake();
+    });
+    this.child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      this.#stderr = (this.#stderr + d).slice(-16_000);
+    });
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  /** What the process wrote on stderr (for failure messages). */
+  stderr(): string {
+    return this.#stderr;
+  }
+
+  /**
+   * The next event that is not a `started` line. Rejects after `timeoutMs`, or when the
+   * process exits with nothing left to read.
+   */
+  async next(timeoutMs = 20_000): Promise<WorkloadEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const e = this.#queue.shift();
+      if (e !== undefined) {
+        if (e.event === 'started') continue;
+        return e;
+      }
+      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+        throw new Error(`the workload exited with nothing more to read:\n${this.#stderr}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no workload event within ${timeoutMs} ms:\n${this.#stderr}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.#waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+
+  /** Kills the process (SIGKILL by default) and waits for it. */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    await this.exited;
+  }
+}
+
+/** `openssl verify -CAfile bundle cert` on PEM text; exit code and output. */
+export function opensslVerify(
+  dir: string,
+  bundlePem: string,
+  certsPem: string,
+): { code: number | null; out: string } {
+  const bundle = join(dir, `bundle-${process.hrtime.bigint()}.pem`);
+  const cert = join(dir, `cert-${process.hrtime.bigint()}.pem`);
+  writeFileSync(bundle, bundlePem);
+  writeFileSync(cert, certsPem);
+  const r = spawnSync('openssl', ['verify', '-CAfile', bundle, '-untrusted', cert, cert], {
+    encoding: 'utf8',
+  });
+  if (r.error !== undefined) {
+    throw new Error(`openssl is not available (run scripts/setup.sh): ${r.error.message}`);
+  }
+  return { code: r.status, out: `${r.stdout}${r.stderr}`.replaceAll(cert, 'CERT') };
+}
+
+/** `./bin/tpm-enroll` (runs dist/enroll/main.js). */
+export const TPM_ENROLL = join(ROOT, 'bin', 'tpm-enroll');
