@@ -18,22 +18,22 @@
  * The managers (src/agent/manager) do the work; this module is the one place that knows the
  * concrete implementations. See docs/agent.md.
  */
-import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { type Clock, systemClock } from '../common/clock.js';
 import { describeError, type SpireEdgeError } from '../common/errors.js';
-import { createLogger, type Logger, type LogLevel } from '../common/log.js';
+import { listenHttp } from '../common/http-listener.js';
+import { createConfiguredLogger, type Logger } from '../common/log.js';
 import type { RandomSource } from '../common/random.js';
 import { cryptoRandom } from '../common/random.js';
 import { createJoinTokenAttestorClient } from './attestation/join-token.js';
 import type { AgentNodeAttestor } from './attestation/node-attestor.js';
+import { tpmAttestorClientFromConfig } from './attestation/tpm.js';
 import { loadX509PopAttestorClient } from './attestation/x509pop.js';
 import {
   type AgentConfig,
   type AgentFlags,
+  type AgentTpmData,
   type AgentX509popData,
   type DockerWorkloadAttestorData,
   loadAgentConfigFile,
@@ -121,23 +121,6 @@ export interface RunningAgent {
   close(): Promise<void>;
 }
 
-function createAgentLogger(config: AgentConfig, io: AgentIo): Logger {
-  const level = config.agent.logLevel.toLowerCase() as LogLevel;
-  const file = config.agent.logFile;
-  const write =
-    file === undefined
-      ? (line: string) => {
-          io.stderr.write(line);
-        }
-      : (() => {
-          const stream = createWriteStream(file, { flags: 'a', mode: 0o600 });
-          return (line: string) => {
-            stream.write(line);
-          };
-        })();
-  return createLogger({ level, format: config.agent.logFormat, write });
-}
-
 function createWorkloadAttestor(config: AgentConfig, log: Logger): WorkloadAttestor {
   const attestors: WorkloadAttestor[] = config.plugins.workloadAttestors.map((p) => {
     switch (p.name) {
@@ -186,6 +169,19 @@ async function createNodeAttestor(
       random,
     );
   }
+  if (na.name === 'tpm') {
+    const d = na.data as AgentTpmData;
+    // The TPM is opened per attestation; the AK blobs live in <data_dir>/tpm-ak.json.
+    return tpmAttestorClientFromConfig({
+      tcti: d.tcti,
+      ekAlgorithm: d.ek_algorithm as 'rsa' | 'ecc-p256' | 'ecc-p384',
+      ...(d.pcr_banks === undefined
+        ? {}
+        : { pcrBanks: d.pcr_banks as ('sha1' | 'sha256' | 'sha384' | 'sha512')[] }),
+      ...(d.pcr_indices === undefined ? {} : { pcrIndices: d.pcr_indices.map(Number) }),
+      dataDir: config.agent.dataDir,
+    });
+  }
   throw new TypeError(`NodeAttestor "${na.name}" has no agent implementation`);
 }
 
@@ -199,7 +195,7 @@ export async function startAgent(
   const random = options.random ?? cryptoRandom;
   const a = config.agent;
   const td = a.trustDomain;
-  const log = options.log ?? createAgentLogger(config, options.io);
+  const log = options.log ?? createConfiguredLogger(config.agent, options.io.stderr);
   for (const w of config.warnings) log.warn(w);
   for (const d of config.plugins.disabled)
     log.info('Plugin disabled', { type: d.type, name: d.name });
@@ -218,6 +214,8 @@ export async function startAgent(
   try {
     // Plugins first: a bad x509pop key is a configuration error, before anything starts.
     const attestor = await createNodeAttestor(config, random);
+    const closeAttestor = (attestor as { close?: () => Promise<void> } | undefined)?.close;
+    if (closeAttestor !== undefined) closers.push(() => closeAttestor());
     const workloadAttestor = options.workloadAttestor ?? createWorkloadAttestor(config, log);
 
     await mkdir(a.dataDir, { recursive: true, mode: 0o700 });
@@ -387,8 +385,8 @@ export async function startAgent(
         }
         return undefined;
       });
-      healthAddress = httpAddress(srv);
-      closers.push(() => closeHttp(srv));
+      healthAddress = srv.address;
+      closers.push(() => srv.close());
     }
     let metricsAddress: { host: string; port: number } | undefined;
     const prom = config.telemetry.prometheus;
@@ -399,8 +397,8 @@ export async function startAgent(
           ? registry.metrics().then((text) => ({ status: 200, text, type: registry.contentType }))
           : undefined,
       );
-      metricsAddress = httpAddress(srv);
-      closers.push(() => closeHttp(srv));
+      metricsAddress = srv.address;
+      closers.push(() => srv.close());
     }
 
     let closing: Promise<void> | undefined;
@@ -462,60 +460,4 @@ export async function runAgent(input: RunAgentInput): Promise<number> {
   agent.log.info('Stopping agent');
   await agent.close();
   return 0;
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP listeners (health, metrics)
-
-type HttpAnswer = { status: number; body?: unknown; text?: string; type?: string };
-
-async function listenHttp(
-  host: string,
-  port: number,
-  handle: (path: string) => HttpAnswer | undefined | Promise<HttpAnswer | undefined>,
-): Promise<HttpServer> {
-  const srv = createHttpServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (req.method !== 'GET') {
-      res.writeHead(405).end();
-      return;
-    }
-    Promise.resolve()
-      .then(() => handle(path))
-      .then(
-        (answer) => {
-          if (answer === undefined) res.writeHead(404).end();
-          else if (answer.text !== undefined) {
-            res
-              .writeHead(answer.status, { 'content-type': answer.type ?? 'text/plain' })
-              .end(answer.text);
-          } else {
-            res
-              .writeHead(answer.status, { 'content-type': 'application/json' })
-              .end(JSON.stringify(answer.body));
-          }
-        },
-        () => res.writeHead(500).end(),
-      );
-  });
-  await new Promise<void>((ok, fail) => {
-    srv.once('error', fail);
-    srv.listen(port, host, () => {
-      srv.off('error', fail);
-      ok();
-    });
-  });
-  return srv;
-}
-
-function httpAddress(srv: HttpServer): { host: string; port: number } {
-  const addr = srv.address() as AddressInfo;
-  return { host: addr.address, port: addr.port };
-}
-
-function closeHttp(srv: HttpServer): Promise<void> {
-  return new Promise((ok) => {
-    srv.close(() => ok());
-    srv.closeAllConnections();
-  });
 }

@@ -5,6 +5,8 @@
  * careless call cannot put a join token or a key into a log; callers still must not pass
  * secrets inside messages.
  */
+import { createWriteStream } from 'node:fs';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFormat = 'text' | 'json';
 
@@ -93,3 +95,28 @@ export const nullLogger: Logger = {
   error() {},
   with: () => nullLogger,
 };
+
+/**
+ * A logger from a component's `log_level`, `log_format` and optional `log_file` settings:
+ * lines go to `log_file` (appended, created 0600) or to `stderr`.
+ */
+export function createConfiguredLogger(
+  settings: { readonly logLevel: string; readonly logFormat: LogFormat; readonly logFile?: string },
+  stderr: { write(line: string): unknown },
+): Logger {
+  const level = parseLogLevel(settings.logLevel) ?? 'info';
+  const file = settings.logFile;
+  if (file === undefined) {
+    return createLogger({
+      level,
+      format: settings.logFormat,
+      write: (line) => void stderr.write(line),
+    });
+  }
+  const stream = createWriteStream(file, { flags: 'a', mode: 0o600 });
+  return createLogger({
+    level,
+    format: settings.logFormat,
+    write: (line) => void stream.write(line),
+  });
+}

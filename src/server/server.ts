@@ -8,14 +8,12 @@
  * concrete implementations.
  */
 import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { type Clock, every, systemClock } from '../common/clock.js';
 import { describeError, SpireEdgeError } from '../common/errors.js';
-import { createLogger, type Logger, type LogLevel as LoggerLevel } from '../common/log.js';
+import { listenHttp } from '../common/http-listener.js';
+import { createConfiguredLogger, type Logger } from '../common/log.js';
 import { looksLikePem } from '../common/pem.js';
 import { cryptoRandom, type RandomSource } from '../common/random.js';
 import { openDiskKeyManager } from '../hsm/disk.js';
@@ -28,16 +26,23 @@ import {
 import { openPkcs11KeyManager } from '../hsm/pkcs11/key-manager.js';
 import { openPkcs11UpstreamAuthority } from '../hsm/pkcs11/upstream-authority.js';
 import { parseCertificates } from '../spiffe/x509-cert.js';
+import { EkCaPool } from '../tpm/ek-chain.js';
 import { type AdminServer, startAdminServer } from './api/admin/admin-server.js';
 import { type AgentServer, startAgentServer } from './api/agent/agent-server.js';
 import type { ServerNodeAttestor } from './attestation/node-attestor.js';
+import { createTpmAttestor, type TpmClockRecord } from './attestation/tpm.js';
 import { createX509PopAttestor } from './attestation/x509pop.js';
 import type { JournalStore } from './ca/journal.js';
 import { CaManager } from './ca/manager.js';
 import type { ServerCa } from './ca/server-ca.js';
 import type { UpstreamAuthority } from './ca/upstream-authority.js';
 import { openDiskUpstreamAuthority } from './ca/upstream-disk.js';
-import { loadServerConfigFile, type ServerConfig, type ServerFlags } from './config.js';
+import {
+  loadServerConfigFile,
+  type ServerConfig,
+  type ServerFlags,
+  type TpmNodeAttestorData,
+} from './config.js';
 import type { ServerContext } from './context.js';
 import { openDataStore } from './datastore/index.js';
 import type { DataStore } from './datastore/types.js';
@@ -101,6 +106,7 @@ export async function validateServerConfig(input: RunServerInput): Promise<Serve
   const config = await loadServerConfigFile(input.flags.config, input.flags, input.io.env);
   for (const na of config.plugins.nodeAttestors) {
     if (na.name === 'x509pop') await loadX509PopRoots(na.data as X509PopData);
+    if (na.name === 'tpm') await loadTpmEkCaPool(na.data as TpmNodeAttestorData);
   }
   const ua = config.plugins.upstreamAuthority;
   if (ua !== undefined && ua.name === 'disk') {
@@ -142,7 +148,7 @@ export async function startServer(
   const clock = options.clock ?? systemClock;
   const random = options.random ?? cryptoRandom;
   const s = config.server;
-  const log = createServerLogger(config, options.io);
+  const log = createConfiguredLogger(config.server, options.io.stderr);
   for (const w of config.warnings) log.warn(w);
   for (const d of config.plugins.disabled)
     log.info('Plugin disabled', { type: d.type, name: d.name });
@@ -283,8 +289,8 @@ export async function startServer(
         }
         return undefined;
       });
-      healthAddress = httpAddress(srv);
-      closers.push(() => closeHttp(srv));
+      healthAddress = srv.address;
+      closers.push(() => srv.close());
     }
 
     let metricsAddress: { host: string; port: number } | undefined;
@@ -299,8 +305,8 @@ export async function startServer(
             }
           : undefined,
       );
-      metricsAddress = httpAddress(srv);
-      closers.push(() => closeHttp(srv));
+      metricsAddress = srv.address;
+      closers.push(() => srv.close());
     }
 
     log.info('Starting Server APIs', {
@@ -347,23 +353,6 @@ type DiskUpstreamData = {
   key_file_path: string;
   bundle_file_path?: string;
 };
-
-function createServerLogger(config: ServerConfig, io: ServerIo): Logger {
-  const level = config.server.logLevel.toLowerCase() as LoggerLevel;
-  const file = config.server.logFile;
-  const write =
-    file === undefined
-      ? (line: string) => {
-          io.stderr.write(line);
-        }
-      : (() => {
-          const stream = createWriteStream(file, { flags: 'a', mode: 0o600 });
-          return (line: string) => {
-            stream.write(line);
-          };
-        })();
-  return createLogger({ level, format: config.server.logFormat, write });
-}
 
 async function readConfiguredFile(path: string, what: string): Promise<Buffer> {
   try {
@@ -482,9 +471,110 @@ async function createNodeAttestors(
       );
       continue;
     }
+    if (na.name === 'tpm') {
+      out.push(await createConfiguredTpmAttestor(na.data as TpmNodeAttestorData, context));
+      continue;
+    }
     throw new SpireEdgeError('ERR_CONFIG_INVALID', `NodeAttestor "${na.name}" is not available`);
   }
   return out;
+}
+
+/**
+ * `ek_ca_path`: one PEM (or DER) file with the EK manufacturer CAs; self-signed certificates
+ * are the roots, the others intermediates.
+ */
+async function loadTpmEkCaPool(data: TpmNodeAttestorData): Promise<EkCaPool | undefined> {
+  if (data.ek_ca_path === undefined) return undefined;
+  const what = 'NodeAttestor "tpm"';
+  const bytes = await readConfiguredFile(data.ek_ca_path, what);
+  let certs: ReturnType<typeof parseCertificates>;
+  try {
+    certs = parseCertificates(looksLikePem(bytes) ? bytes.toString('utf8') : new Uint8Array(bytes));
+  } catch (err) {
+    throw new SpireEdgeError(
+      'ERR_CONFIG_INVALID',
+      `${what}: ${data.ek_ca_path} is not a PEM certificate bundle: ${describeError(err)}`,
+      { cause: err },
+    );
+  }
+  const selfSigned = (c: (typeof certs)[number]) =>
+    Buffer.from(c.issuerDer).equals(Buffer.from(c.subjectDer));
+  const roots = certs.filter(selfSigned);
+  if (roots.length === 0) {
+    throw new SpireEdgeError(
+      'ERR_CONFIG_INVALID',
+      `${what}: ${data.ek_ca_path} holds no self-signed root certificate`,
+    );
+  }
+  return EkCaPool.from({ roots, intermediates: certs.filter((c) => !selfSigned(c)) });
+}
+
+function tpmClockRecordOf(evidence: string): TpmClockRecord | undefined {
+  try {
+    const c = (JSON.parse(evidence) as { clockInfo?: Record<string, unknown> }).clockInfo;
+    if (
+      c !== undefined &&
+      typeof c.resetCount === 'number' &&
+      typeof c.restartCount === 'number' &&
+      typeof c.clock === 'string' &&
+      typeof c.safe === 'boolean'
+    ) {
+      return {
+        resetCount: c.resetCount,
+        restartCount: c.restartCount,
+        clock: c.clock,
+        safe: c.safe,
+      };
+    }
+  } catch {
+    // Not JSON: no previous clock state.
+  }
+  return undefined;
+}
+
+async function createConfiguredTpmAttestor(
+  d: TpmNodeAttestorData,
+  context: ServerContext,
+): Promise<ServerNodeAttestor> {
+  const ds = context.dataStore;
+  const serverId = `${context.trustDomain.idString()}/spire/server`;
+  const pool = await loadTpmEkCaPool(d);
+  try {
+    return createTpmAttestor({
+      trustDomain: context.trustDomain,
+      clock: context.clock,
+      random: context.random,
+      ...(pool === undefined ? {} : { ekCaPool: pool }),
+      requireEkCert: d.require_ek_cert,
+      requireEnrollment: d.require_enrollment,
+      allowSha1: d.allow_sha1,
+      pcrBanks: d.pcr_banks as ('sha1' | 'sha256' | 'sha384' | 'sha512')[],
+      pcrIndices: d.pcr_indices.map(Number),
+      // Enrolled = a node entry with the EK's pub_hash selector, parented to the server.
+      isEnrolled: async (hash) => {
+        const page = await ds.listEntries({
+          byParentId: serverId,
+          bySelectors: {
+            selectors: [{ type: 'tpm', value: `pub_hash:${hash}` }],
+            match: 'superset',
+          },
+          pagination: { pageSize: 1 },
+        });
+        return page.items.length > 0;
+      },
+      lastClockInfo: async (agentId) => {
+        const node = await ds.getAttestedNode(agentId);
+        return node === undefined || node.attestationDataType !== 'tpm'
+          ? undefined
+          : tpmClockRecordOf(node.evidence);
+      },
+    });
+  } catch (err) {
+    throw new SpireEdgeError('ERR_CONFIG_INVALID', `NodeAttestor "tpm": ${describeError(err)}`, {
+      cause: err,
+    });
+  }
 }
 
 /** plugin_data without the keys the schema left undefined. */
@@ -583,56 +673,6 @@ async function houseKeep(context: ServerContext): Promise<void> {
       context.log.warn(`Could not prune expired ${what}`, { error: describeError(err) });
     }
   }
-}
-
-type HttpAnswer = { status: number; body?: unknown; text?: string; type?: string };
-
-async function listenHttp(
-  host: string,
-  port: number,
-  handle: (path: string) => Promise<HttpAnswer | undefined>,
-): Promise<HttpServer> {
-  const srv = createHttpServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (req.method !== 'GET') {
-      res.writeHead(405).end();
-      return;
-    }
-    handle(path).then(
-      (a) => {
-        if (a === undefined) {
-          res.writeHead(404).end();
-        } else if (a.text !== undefined) {
-          res.writeHead(a.status, { 'content-type': a.type ?? 'text/plain' }).end(a.text);
-        } else {
-          res
-            .writeHead(a.status, { 'content-type': 'application/json' })
-            .end(JSON.stringify(a.body));
-        }
-      },
-      () => res.writeHead(500).end(),
-    );
-  });
-  await new Promise<void>((ok, fail) => {
-    srv.once('error', fail);
-    srv.listen(port, host, () => {
-      srv.off('error', fail);
-      ok();
-    });
-  });
-  return srv;
-}
-
-function httpAddress(srv: HttpServer): { host: string; port: number } {
-  const a = srv.address() as AddressInfo;
-  return { host: a.address, port: a.port };
-}
-
-function closeHttp(srv: HttpServer): Promise<void> {
-  return new Promise((ok) => {
-    srv.close(() => ok());
-    srv.closeAllConnections();
-  });
 }
 
 export type { PrometheusMetrics };
