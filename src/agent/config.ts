@@ -47,6 +47,7 @@ import {
   optionalBlock,
   problemsError,
   string,
+  stringList,
 } from '../config/schema.js';
 import {
   type ConfigEntry,
@@ -157,6 +158,36 @@ export const agentX509popPlugin = definePlugin(
   },
 );
 
+/**
+ * `NodeAttestor "tpm"`: attest with the device's TPM 2.0 (EK certificate, credential
+ * activation, PCR quote); see docs/tpm-attestation.md.
+ */
+export const agentTpmPlugin = definePlugin(
+  'NodeAttestor',
+  'tpm',
+  {
+    tcti: string({ default: 'device:/dev/tpmrm0' }),
+    ek_algorithm: string({ default: 'rsa', oneOf: ['rsa', 'ecc-p256', 'ecc-p384'] }),
+    pcr_banks: stringList({
+      checkItem: (b) =>
+        ['sha1', 'sha256', 'sha384', 'sha512'].includes(b)
+          ? undefined
+          : 'must be sha1, sha256, sha384 or sha512',
+    }),
+    pcr_indices: stringList({
+      checkItem: (i) =>
+        /^(?:[0-9]|1[0-9]|2[0-3])$/.test(i) ? undefined : 'must be a PCR index 0 to 23',
+    }),
+  },
+  {
+    description:
+      'TPM 2.0 (tcti, ek_algorithm; the server decides the quoted PCRs, pcr_banks/pcr_indices add more)',
+  },
+);
+
+/** Decoded `plugin_data` of `NodeAttestor "tpm"`. */
+export type AgentTpmData = typeof agentTpmPlugin extends PluginDefinition<infer D> ? D : never;
+
 /** `KeyManager "disk"`: the agent's key persisted in `directory`. */
 export const agentDiskKeyManagerPlugin = definePlugin(
   'KeyManager',
@@ -256,6 +287,7 @@ export function createAgentPluginRegistry(): PluginRegistry {
   )
     .register(agentJoinTokenPlugin)
     .register(agentX509popPlugin)
+    .register(agentTpmPlugin)
     .register(agentDiskKeyManagerPlugin)
     .register(agentMemoryKeyManagerPlugin)
     .register(unixWorkloadAttestorPlugin)

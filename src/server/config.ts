@@ -98,6 +98,8 @@ function pathProblem(value: string): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // Built-in plugins
 
+const NOT_YET_PLUGIN = 'not supported by spire-edge yet';
+
 /** `DataStore "sql"`: SQLite (embedded default) or PostgreSQL (shared by HA replicas). */
 export const sqlDataStorePlugin = definePlugin(
   'DataStore',
@@ -192,6 +194,56 @@ export const x509popNodeAttestorPlugin = definePlugin(
     },
   },
 );
+
+/** PCR index list items: 0 to 23 (HCL numbers are read as text). */
+function pcrIndexProblem(item: string): string | undefined {
+  return /^(?:[0-9]|1[0-9]|2[0-3])$/.test(item) ? undefined : 'must be a PCR index 0 to 23';
+}
+
+/**
+ * `NodeAttestor "tpm"`: EK certificate (or enrolled EK) → credential activation → quote over
+ * a fresh nonce → PCR selectors (docs/tpm-attestation.md).
+ */
+export const tpmNodeAttestorPlugin = definePlugin(
+  'NodeAttestor',
+  'tpm',
+  {
+    ek_ca_path: string(),
+    require_ek_cert: boolean({ default: true }),
+    require_enrollment: boolean({ default: false }),
+    pcr_banks: stringList({
+      default: ['sha256'],
+      checkItem: (b) =>
+        ['sha1', 'sha256', 'sha384', 'sha512'].includes(b)
+          ? undefined
+          : 'must be sha1, sha256, sha384 or sha512',
+    }),
+    pcr_indices: stringList({
+      default: ['0', '1', '2', '3', '4', '5', '6', '7'],
+      checkItem: pcrIndexProblem,
+    }),
+    allow_sha1: boolean({ default: false }),
+  },
+  {
+    description: 'TPM 2.0: EK certificate or enrollment, credential activation, PCR quote',
+    unsupported: {
+      reattest_interval: `${NOT_YET_PLUGIN}: agents re-attest on every SVID renewal`,
+    },
+    check(data, h) {
+      if (data.require_ek_cert && data.ek_ca_path === undefined) {
+        h.report(`${h.path}.ek_ca_path is required when require_ek_cert is true`);
+      }
+      if (data.pcr_banks.includes('sha1') && !data.allow_sha1) {
+        h.report(`${h.path}.pcr_banks: sha1 needs allow_sha1 = true`, 'pcr_banks');
+      }
+      if (data.pcr_indices.length === 0) h.report(`${h.path}.pcr_indices must not be empty`);
+    },
+  },
+);
+
+/** Decoded `plugin_data` of `NodeAttestor "tpm"`. */
+export type TpmNodeAttestorData =
+  typeof tpmNodeAttestorPlugin extends PluginDefinition<infer D> ? D : never;
 
 /** `UpstreamAuthority "disk"`: the server CA is signed by a CA whose key is on disk. */
 export const diskUpstreamAuthorityPlugin = definePlugin(
@@ -301,6 +353,7 @@ export function createServerPluginRegistry(): PluginRegistry {
     .register(pkcs11KeyManagerPlugin)
     .register(joinTokenNodeAttestorPlugin)
     .register(x509popNodeAttestorPlugin)
+    .register(tpmNodeAttestorPlugin)
     .register(diskUpstreamAuthorityPlugin)
     .register(pkcs11UpstreamAuthorityPlugin);
 }

@@ -666,13 +666,22 @@ describe('loadAgentConfig: flags and environment', () => {
     expect(problems(text)[0]).toMatch(/agent\.trust_domain is not a valid trust domain/);
   });
 
-  it('lets another issue register a plugin, such as NodeAttestor "tpm"', () => {
+  it('lets a later issue register a plugin (here a made-up NodeAttestor "aws_iid")', () => {
     const registry = createAgentPluginRegistry().register(
-      definePlugin('NodeAttestor', 'tpm', { tcti: string({ default: 'device:/dev/tpmrm0' }) }),
+      definePlugin('NodeAttestor', 'aws_iid', { region: string({ default: 'eu-west-1' }) }),
     );
-    const text = MINIMAL.replace('NodeAttestor "join_token" {}', 'NodeAttestor "tpm" {}');
-    expect(problems(text)[0]).toMatch(/unknown plugin NodeAttestor "tpm"/);
+    const text = MINIMAL.replace('NodeAttestor "join_token" {}', 'NodeAttestor "aws_iid" {}');
+    expect(problems(text)[0]).toMatch(/unknown plugin NodeAttestor "aws_iid"/);
     const c = loadAgentConfig({ text, registry });
+    expect(c.plugins.nodeAttestor).toMatchObject({
+      name: 'aws_iid',
+      data: { region: 'eu-west-1' },
+    });
+  });
+
+  it('registers NodeAttestor "tpm" with its defaults', () => {
+    const text = MINIMAL.replace('NodeAttestor "join_token" {}', 'NodeAttestor "tpm" {}');
+    const c = loadAgentConfig({ text });
     expect(c.plugins.nodeAttestor).toMatchObject({
       name: 'tpm',
       data: { tcti: 'device:/dev/tpmrm0' },

@@ -524,8 +524,8 @@ describe('loadServerConfig: problems are reported with file, line and key', () =
         ),
       ),
     ).toEqual([
-      'server.conf:8: unknown plugin NodeAttestor "aws_iid"; supported NodeAttestor plugins: join_token, x509pop',
-      'server.conf:9: unknown plugin NodeAttestor "x509_pop" (did you mean "x509pop"?); supported NodeAttestor plugins: join_token, x509pop',
+      'server.conf:8: unknown plugin NodeAttestor "aws_iid"; supported NodeAttestor plugins: join_token, x509pop, tpm',
+      'server.conf:9: unknown plugin NodeAttestor "x509_pop" (did you mean "x509pop"?); supported NodeAttestor plugins: join_token, x509pop, tpm',
       'server.conf:10: plugin type Notifier is not supported: spire-edge has no notifier plugins',
       'server.conf:11: plugins.NodeAttestor "tpm".plugin_cmd: external plugins are not supported; spire-edge runs its built-in plugins only',
     ]);
