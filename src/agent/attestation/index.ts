@@ -15,6 +15,16 @@ export { createJoinTokenAttestorClient } from './join-token.js';
 export type { AgentNodeAttestor } from './node-attestor.js';
 export { type AgentApiTransportOptions, createAgentApiTransport } from './server-transport.js';
 export {
+  createTpmAttestorClient,
+  fileAkStore,
+  type TpmAkStore,
+  type TpmAttestorClient,
+  type TpmAttestorClientConfig,
+  type TpmAttestorClientOptions,
+  tpmAkPath,
+  tpmAttestorClientFromConfig,
+} from './tpm.js';
+export {
   createX509PopAttestorClient,
   loadX509PopAttestorClient,
   type X509PopAttestorClientOptions,

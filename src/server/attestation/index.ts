@@ -1,7 +1,7 @@
 /**
  * Public names of server-side node attestation: the {@link ServerNodeAttestor} interface
- * and its `join_token` and `x509pop` implementations (the `tpm` attestor joins them), plus
- * the x509pop wire format shared with the agent.
+ * and its `join_token`, `x509pop` and `tpm` implementations, plus
+ * the x509pop and tpm wire formats shared with the agent.
  */
 export {
   createJoinTokenAttestor,
@@ -18,6 +18,16 @@ export {
   attestationError,
   type ServerNodeAttestor,
 } from './node-attestor.js';
+export {
+  clockProblem,
+  createTpmAttestor,
+  TPM_DEFAULT_PCR_BANKS,
+  TPM_DEFAULT_PCR_INDICES,
+  TPM_TYPE,
+  type TpmAttestorOptions,
+  type TpmClockRecord,
+} from './tpm.js';
+export * from './tpm-wire.js';
 export {
   certificateFingerprint,
   createX509PopAttestor,
