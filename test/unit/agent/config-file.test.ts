@@ -67,10 +67,10 @@ beforeAll(async () => {
   );
   await writeFile(join(dir, 'huge.conf'), `# ${'x'.repeat(MAX_CONFIG_SIZE)}\n`);
   await writeFile(
-    join(dir, 'tpm.conf'),
+    join(dir, 'aws-iid.conf'),
     CONF.replace('$TD', 'example.org').replace(
       'NodeAttestor "join_token" {}',
-      'NodeAttestor "tpm" {}',
+      'NodeAttestor "aws_iid" {}',
     ),
   );
 });
@@ -167,12 +167,14 @@ describe('loadAgentConfigFile', () => {
   });
 
   it('takes a plugin registry extended by another issue', async () => {
-    const path = join(dir, 'tpm.conf');
+    const path = join(dir, 'aws-iid.conf');
     await expect(loadAgentConfigFile(path, {}, {})).rejects.toMatchObject({
       code: 'ERR_CONFIG_INVALID',
     });
-    const registry = createAgentPluginRegistry().register(definePlugin('NodeAttestor', 'tpm', {}));
+    const registry = createAgentPluginRegistry().register(
+      definePlugin('NodeAttestor', 'aws_iid', {}),
+    );
     const c = await loadAgentConfigFile(path, {}, {}, { registry });
-    expect(c.plugins.nodeAttestor.name).toBe('tpm');
+    expect(c.plugins.nodeAttestor.name).toBe('aws_iid');
   });
 });
