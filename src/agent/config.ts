@@ -22,6 +22,16 @@
 import { readFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { describeError, SpireEdgeError } from '../common/errors.js';
+import {
+  type HealthChecksConfig,
+  healthChecksSection,
+  NOT_SUPPORTED_YET,
+  type TelemetryConfig,
+  telemetrySection,
+  toHealthChecksConfig,
+  toTelemetryConfig,
+  trimBrackets,
+} from '../config/common-sections.js';
 import { type Environment, expandEnv } from '../config/expand-env.js';
 import { parseHcl } from '../config/hcl.js';
 import { parseHclJson } from '../config/hcl-json.js';
@@ -95,10 +105,6 @@ function trustDomainProblem(value: string): string | undefined {
   }
 }
 
-function pathProblem(value: string): string | undefined {
-  return value.startsWith('/') ? undefined : 'must start with "/"';
-}
-
 function httpsUrlProblem(value: string): string | undefined {
   let url: URL;
   try {
@@ -128,7 +134,7 @@ function unixEndpointProblem(value: string): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // Built-in plugins
 
-const NOT_YET = 'not supported by spire-edge yet';
+const NOT_YET = NOT_SUPPORTED_YET;
 
 /**
  * `NodeAttestor "join_token"`: attest with a one-time token from `spire-server token generate`,
@@ -361,44 +367,11 @@ const agentUnsupported: Readonly<Record<string, string>> = {
   profiling_names: 'Go profiling does not apply to spire-edge',
 };
 
-const healthChecksFields = {
-  listener_enabled: boolean({ default: false }),
-  bind_address: string({ default: 'localhost' }),
-  bind_port: integer({ default: 80, min: 0, max: 65535 }),
-  live_path: string({ default: '/live', check: pathProblem }),
-  ready_path: string({ default: '/ready', check: pathProblem }),
-} as const;
-
-const prometheusFields = {
-  host: string({ default: 'localhost' }),
-  port: integer({ required: true, min: 0, max: 65535 }),
-} as const;
-
-const SINK = 'only the Prometheus sink is supported';
-const telemetryFields = {
-  Prometheus: optionalBlock(prometheusFields, {
-    unsupported: { tls: 'TLS for the metrics endpoint is not supported yet' },
-  }),
-} as const;
-const telemetryUnsupported: Readonly<Record<string, string>> = {
-  DogStatsd: SINK,
-  Statsd: SINK,
-  M3: SINK,
-  InMem: SINK,
-  MetricPrefix: NOT_YET,
-  EnableTrustDomainLabel: NOT_YET,
-  EnableHostnameLabel: NOT_YET,
-  AllowedPrefixes: NOT_YET,
-  BlockedPrefixes: NOT_YET,
-  AllowedLabels: NOT_YET,
-  BlockedLabels: NOT_YET,
-};
-
 function documentFields(registry: PluginRegistry) {
   return {
     agent: block(agentFields, { required: true, unsupported: agentUnsupported }),
-    health_checks: block(healthChecksFields),
-    telemetry: block(telemetryFields, { unsupported: telemetryUnsupported }),
+    health_checks: healthChecksSection,
+    telemetry: telemetrySection,
     plugins: pluginsField(registry, { required: true }),
   };
 }
@@ -459,19 +432,11 @@ export interface AgentSectionConfig {
       };
 }
 
-/** `health_checks { … }`. */
-export interface AgentHealthChecksConfig {
-  readonly listenerEnabled: boolean;
-  readonly bindAddress: string;
-  readonly bindPort: number;
-  readonly livePath: string;
-  readonly readyPath: string;
-}
+/** `health_checks { … }` (shared with the server). */
+export type AgentHealthChecksConfig = HealthChecksConfig;
 
-/** `telemetry { … }`: only the Prometheus sink. */
-export interface AgentTelemetryConfig {
-  readonly prometheus?: { readonly host: string; readonly port: number };
-}
+/** `telemetry { … }` (shared with the server). */
+export type AgentTelemetryConfig = TelemetryConfig;
 
 /** The enabled plugins, sorted by role. */
 export interface AgentPluginsConfig {
@@ -599,10 +564,6 @@ function decodeFlags(flags: AgentFlags): { values: FlagValues; problems: ConfigP
 
 // ---------------------------------------------------------------------------------------------
 // Building the typed config
-
-function trimBrackets(address: string): string {
-  return address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address;
-}
 
 /** The `agent` section with the flags merged over it (flags win, as in SPIRE). */
 function merged(s: AgentSectionValue, flags: FlagValues): AgentSectionValue {
@@ -796,23 +757,12 @@ export function loadAgentConfig(input: LoadAgentConfigInput): AgentConfig {
     warnings,
   );
   if (agent === undefined || problems.length > 0) throw problemsError(problems);
-  const hc = raw.health_checks;
-  const prometheus = raw.telemetry.Prometheus;
   return {
     source: file,
     format,
     agent,
-    healthChecks: {
-      listenerEnabled: hc.listener_enabled,
-      bindAddress: trimBrackets(hc.bind_address),
-      bindPort: hc.bind_port,
-      livePath: hc.live_path,
-      readyPath: hc.ready_path,
-    },
-    telemetry:
-      prometheus === undefined
-        ? {}
-        : { prometheus: { host: prometheus.host, port: prometheus.port } },
+    healthChecks: toHealthChecksConfig(raw.health_checks),
+    telemetry: toTelemetryConfig(raw.telemetry),
     plugins: buildPlugins(raw.plugins),
     warnings,
   };

@@ -18,6 +18,16 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { describeError, SpireEdgeError } from '../common/errors.js';
+import {
+  type HealthChecksConfig,
+  healthChecksSection,
+  NOT_SUPPORTED_YET,
+  type TelemetryConfig,
+  telemetrySection,
+  toHealthChecksConfig,
+  toTelemetryConfig,
+  trimBrackets,
+} from '../config/common-sections.js';
 import { formatDuration } from '../config/duration.js';
 import { type Environment, expandEnv } from '../config/expand-env.js';
 import { parseHcl } from '../config/hcl.js';
@@ -89,10 +99,6 @@ function trustDomainProblem(value: string): string | undefined {
   } catch (err) {
     return `is not a valid trust domain: ${describeError(err)}`;
   }
-}
-
-function pathProblem(value: string): string | undefined {
-  return value.startsWith('/') ? undefined : 'must start with "/"';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -361,7 +367,7 @@ export function createServerPluginRegistry(): PluginRegistry {
 // ---------------------------------------------------------------------------------------------
 // Schema
 
-const NOT_YET = 'not supported by spire-edge yet';
+const NOT_YET = NOT_SUPPORTED_YET;
 
 const serverFields = {
   bind_address: string({ default: '0.0.0.0' }),
@@ -409,44 +415,11 @@ const serverUnsupported: Readonly<Record<string, string>> = {
   upstream_bundle: 'SPIRE removed it; upstream CA certificates are always in the bundle',
 };
 
-const healthChecksFields = {
-  listener_enabled: boolean({ default: false }),
-  bind_address: string({ default: 'localhost' }),
-  bind_port: integer({ default: 80, min: 0, max: 65535 }),
-  live_path: string({ default: '/live', check: pathProblem }),
-  ready_path: string({ default: '/ready', check: pathProblem }),
-} as const;
-
-const prometheusFields = {
-  host: string({ default: 'localhost' }),
-  port: integer({ required: true, min: 0, max: 65535 }),
-} as const;
-
-const SINK = 'only the Prometheus sink is supported';
-const telemetryFields = {
-  Prometheus: optionalBlock(prometheusFields, {
-    unsupported: { tls: 'TLS for the metrics endpoint is not supported yet' },
-  }),
-} as const;
-const telemetryUnsupported: Readonly<Record<string, string>> = {
-  DogStatsd: SINK,
-  Statsd: SINK,
-  M3: SINK,
-  InMem: SINK,
-  MetricPrefix: NOT_YET,
-  EnableTrustDomainLabel: NOT_YET,
-  EnableHostnameLabel: NOT_YET,
-  AllowedPrefixes: NOT_YET,
-  BlockedPrefixes: NOT_YET,
-  AllowedLabels: NOT_YET,
-  BlockedLabels: NOT_YET,
-};
-
 function documentFields(registry: PluginRegistry) {
   return {
     server: block(serverFields, { required: true, unsupported: serverUnsupported }),
-    health_checks: block(healthChecksFields),
-    telemetry: block(telemetryFields, { unsupported: telemetryUnsupported }),
+    health_checks: healthChecksSection,
+    telemetry: telemetrySection,
     plugins: pluginsField(registry, { required: true }),
   };
 }
@@ -490,19 +463,7 @@ export interface ServerSectionConfig {
   readonly auditLogEnabled: boolean;
 }
 
-/** `health_checks { … }`. */
-export interface HealthChecksConfig {
-  readonly listenerEnabled: boolean;
-  readonly bindAddress: string;
-  readonly bindPort: number;
-  readonly livePath: string;
-  readonly readyPath: string;
-}
-
-/** `telemetry { … }`: only the Prometheus sink. */
-export interface TelemetryConfig {
-  readonly prometheus?: { readonly host: string; readonly port: number };
-}
+export type { HealthChecksConfig, TelemetryConfig };
 
 /** `DataStore "sql"` data with the connection string always filled in. */
 export type ResolvedSqlDataStoreData = SqlDataStoreData & { readonly connection_string: string };
@@ -626,10 +587,6 @@ const DEFAULT_CA_SUBJECT: CaSubjectConfig = {
   organization: ['SPIFFE'],
   commonName: '',
 };
-
-function trimBrackets(address: string): string {
-  return address.startsWith('[') && address.endsWith(']') ? address.slice(1, -1) : address;
-}
 
 function sqliteDefaultPath(dataDir: string): string {
   return join(dataDir, 'datastore.sqlite3');
@@ -793,23 +750,12 @@ export function loadServerConfig(input: LoadServerConfigInput): ServerConfig {
   );
   if (server === undefined) throw problemsError(problems);
   warnings.push(...ttlWarnings(server, raw.server.agent_ttl !== undefined));
-  const hc = raw.health_checks;
-  const prometheus = raw.telemetry.Prometheus;
   return {
     source: file,
     format,
     server,
-    healthChecks: {
-      listenerEnabled: hc.listener_enabled,
-      bindAddress: trimBrackets(hc.bind_address),
-      bindPort: hc.bind_port,
-      livePath: hc.live_path,
-      readyPath: hc.ready_path,
-    },
-    telemetry:
-      prometheus === undefined
-        ? {}
-        : { prometheus: { host: prometheus.host, port: prometheus.port } },
+    healthChecks: toHealthChecksConfig(raw.health_checks),
+    telemetry: toTelemetryConfig(raw.telemetry),
     plugins: buildPlugins(raw.plugins, server.dataDir),
     warnings,
   };
