@@ -227,15 +227,30 @@ export function loadFirmwarePolicies(
  * passes only the PCRs of its signed selection).
  */
 export function satisfiesPolicy(policy: FirmwarePolicy, pcrs: PcrValueMap): boolean {
+  return policyMismatch(policy, pcrs) === undefined;
+}
+
+/**
+ * Why `pcrs` does not satisfy `policy`, or undefined when it does: the first PCR (in bank,
+ * then index order) that was not quoted or whose value is not allowed, as an operator-facing
+ * sentence (`sha256 PCR 7 is 5f3c…, not one of the 2 digests the policy allows`). What
+ * `spire-server agent show` prints for a policy a device lost. Same trust as
+ * {@link satisfiesPolicy}.
+ */
+export function policyMismatch(policy: FirmwarePolicy, pcrs: PcrValueMap): string | undefined {
   for (const [bank, indices] of policy.pcrs) {
     const values = pcrs.get(bank);
-    if (values === undefined) return false;
     for (const [index, allowed] of indices) {
-      const v = values.get(index);
-      if (typeof v !== 'string' || !allowed.has(v.toLowerCase())) return false;
+      const v = values?.get(index);
+      if (typeof v !== 'string') return `${bank} PCR ${index} was not quoted`;
+      const lower = v.toLowerCase();
+      if (!allowed.has(lower)) {
+        const n = allowed.size;
+        return `${bank} PCR ${index} is ${lower}, not ${n === 1 ? 'the digest' : `one of the ${n} digests`} the policy allows`;
+      }
     }
   }
-  return true;
+  return undefined;
 }
 
 /**

@@ -19,6 +19,7 @@ export {
   type PolicyBank,
   type PolicyErrorCode,
   parseFirmwarePolicy,
+  policyMismatch,
   policyPcrSelection,
   satisfiesPolicy,
 } from './firmware-policy.js';

@@ -229,6 +229,7 @@ export const tpmNodeAttestorPlugin = definePlugin(
       checkItem: pcrIndexProblem,
     }),
     allow_sha1: boolean({ default: false }),
+    firmware_policies_path: string(),
   },
   {
     description: 'TPM 2.0: EK certificate or enrollment, credential activation, PCR quote',

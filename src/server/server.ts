@@ -30,6 +30,7 @@ import { EkCaPool } from '../tpm/ek-chain.js';
 import { type AdminServer, startAdminServer } from './api/admin/admin-server.js';
 import { type AgentServer, startAgentServer } from './api/agent/agent-server.js';
 import type { ServerNodeAttestor } from './attestation/node-attestor.js';
+import { openPolicyDirectory, type PolicyDirectory } from './attestation/policy-directory.js';
 import { createTpmAttestor, type TpmClockRecord } from './attestation/tpm.js';
 import { createX509PopAttestor } from './attestation/x509pop.js';
 import type { JournalStore } from './ca/journal.js';
@@ -472,7 +473,13 @@ async function createNodeAttestors(
       continue;
     }
     if (na.name === 'tpm') {
-      out.push(await createConfiguredTpmAttestor(na.data as TpmNodeAttestorData, context));
+      out.push(
+        await createConfiguredTpmAttestor(
+          na.data as TpmNodeAttestorData,
+          context,
+          config.server.dataDir,
+        ),
+      );
       continue;
     }
     throw new SpireEdgeError('ERR_CONFIG_INVALID', `NodeAttestor "${na.name}" is not available`);
@@ -536,10 +543,24 @@ function tpmClockRecordOf(evidence: string): TpmClockRecord | undefined {
 async function createConfiguredTpmAttestor(
   d: TpmNodeAttestorData,
   context: ServerContext,
+  dataDir: string,
 ): Promise<ServerNodeAttestor> {
   const ds = context.dataStore;
   const serverId = `${context.trustDomain.idString()}/spire/server`;
   const pool = await loadTpmEkCaPool(d);
+  let policies: PolicyDirectory;
+  try {
+    policies = await openPolicyDirectory({
+      path: d.firmware_policies_path ?? join(dataDir, DEFAULT_POLICY_DIRNAME),
+      allowSha1: d.allow_sha1,
+      clock: context.clock,
+      log: context.log,
+    });
+  } catch (err) {
+    throw new SpireEdgeError('ERR_CONFIG_INVALID', `NodeAttestor "tpm": ${describeError(err)}`, {
+      cause: err,
+    });
+  }
   try {
     return createTpmAttestor({
       trustDomain: context.trustDomain,
@@ -569,12 +590,50 @@ async function createConfiguredTpmAttestor(
           ? undefined
           : tpmClockRecordOf(node.evidence);
       },
+      policies: () => policies.current(),
+      onDeviceFailure: (agentId, reason) => recordAttestationFailure(context, agentId, reason),
     });
   } catch (err) {
     throw new SpireEdgeError('ERR_CONFIG_INVALID', `NodeAttestor "tpm": ${describeError(err)}`, {
       cause: err,
     });
   }
+}
+
+/** The firmware policy directory under data_dir when `firmware_policies_path` is not set. */
+export const DEFAULT_POLICY_DIRNAME = 'firmware-policies';
+
+/**
+ * Records why a known device failed a re-attestation: the node's evidence keeps its last
+ * successful attestation and gains `lastFailure { at, reason }` (shown by `agent show`).
+ * A device never attested before has no node to record it on: the log line is all.
+ */
+async function recordAttestationFailure(
+  context: ServerContext,
+  agentId: string,
+  reason: string,
+): Promise<void> {
+  context.log.warn('tpm attestation failed after credential activation', {
+    agent_id: agentId,
+    reason,
+  });
+  const node = await context.dataStore.getAttestedNode(agentId);
+  if (node === undefined) return;
+  let evidence: Record<string, unknown> = {};
+  try {
+    const parsed = JSON.parse(node.evidence) as unknown;
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
+      evidence = parsed as Record<string, unknown>;
+    }
+  } catch {
+    // No evidence yet: start one.
+  }
+  evidence.lastFailure = { at: new Date(context.clock.nowMs()).toISOString(), reason };
+  await context.dataStore.updateAttestedNode({
+    spiffeId: agentId,
+    set: { evidence: JSON.stringify(evidence) },
+    mask: ['evidence'],
+  });
 }
 
 /** plugin_data without the keys the schema left undefined. */

@@ -33,6 +33,12 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../../common/clock.js';
 import { describeError, SpireEdgeError } from '../../common/errors.js';
 import type { RandomSource } from '../../common/random.js';
+import {
+  type FirmwarePolicy,
+  type PcrValueMap,
+  policyMismatch,
+  policyPcrSelection,
+} from '../../policy/firmware-policy.js';
 import { spiffeIdFromSegments, type TrustDomain, toTrustDomain } from '../../spiffe/id.js';
 import { nameAttributes } from '../../spiffe/x509-cert.js';
 import {
@@ -113,6 +119,60 @@ export interface TpmAttestorOptions {
   readonly pcrIndices?: readonly number[];
   /** `allow_sha1` (default false): SHA-1 AK signatures, PCR banks and EK chain signatures. */
   readonly allowSha1?: boolean;
+  /**
+   * The firmware policies in force, asked once per attestation (the server re-reads its
+   * policy directory when it changes). Each satisfied policy adds `tpm:policy:<name>`; the
+   * PCRs they read are added to the quote the challenge asks for.
+   */
+  readonly policies?: () => Promise<readonly FirmwarePolicy[]> | readonly FirmwarePolicy[];
+  /**
+   * Called when a device that has proved it holds the TPM of its EK (credential activation
+   * passed) then fails a check (quote, PCR coverage, clock state): the server records the
+   * reason with the node so that `spire-server agent show` says why it lost its identity.
+   * Failures before activation are not reported: anyone can send a device's public EK.
+   */
+  readonly onDeviceFailure?: (agentId: string, reason: string) => Promise<void>;
+}
+
+/** What a device's PCRs made of each firmware policy: `satisfied` or why not. */
+export type TpmPolicyOutcomes = Record<string, string>;
+
+/** `satisfied`, the outcome of a policy the device meets. */
+export const POLICY_SATISFIED = 'satisfied';
+
+/**
+ * The outcome of every policy for verified PCR values: name → {@link POLICY_SATISFIED} or the
+ * reason it is not met (src/policy policyMismatch).
+ */
+export function policyOutcomes(
+  policies: readonly FirmwarePolicy[],
+  pcrs: ReadonlyMap<PcrBank, ReadonlyMap<number, Uint8Array>>,
+): TpmPolicyOutcomes {
+  const hex: PcrValueMap = new Map(
+    [...pcrs].map(([bank, m]) => [
+      bank,
+      new Map([...m].map(([i, v]) => [i, Buffer.from(v).toString('hex')])),
+    ]),
+  );
+  const out: TpmPolicyOutcomes = {};
+  for (const p of policies) out[p.name] = policyMismatch(p, hex) ?? POLICY_SATISFIED;
+  return out;
+}
+
+/** The configured selection with every PCR the policies read added (sha1 only when allowed). */
+function withPolicyPcrs(
+  base: readonly TpmWirePcrSelection[],
+  policies: readonly FirmwarePolicy[],
+  allowSha1: boolean,
+): TpmWirePcrSelection[] {
+  const m = new Map<TpmWireBank, Set<number>>(base.map((r) => [r.bank, new Set(r.indices)]));
+  for (const [bank, indices] of policyPcrSelection(policies)) {
+    if (bank === 'sha1' && !allowSha1) continue;
+    const set = m.get(bank) ?? new Set<number>();
+    for (const i of indices) set.add(i);
+    m.set(bank, set);
+  }
+  return [...m].map(([bank, set]) => ({ bank, indices: [...set].sort((a, b) => a - b) }));
 }
 
 function configError(message: string): SpireEdgeError {
@@ -294,12 +354,7 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
     return { ekCert, hash };
   }
 
-  function checkResponse(
-    response: TpmResponse,
-    secret: Uint8Array,
-    nonce: Uint8Array,
-    akPublic: TpmtPublic,
-  ) {
+  function checkSecret(response: TpmResponse, secret: Uint8Array): void {
     const ok =
       response.secret.length === secret.length &&
       timingSafeEqual(Buffer.from(response.secret), Buffer.from(secret));
@@ -308,6 +363,15 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
         'credential activation failed: the returned secret is wrong (the AK is not in the TPM of this EK)',
       );
     }
+  }
+
+  function checkQuotes(
+    response: TpmResponse,
+    secret: Uint8Array,
+    nonce: Uint8Array,
+    akPublic: TpmtPublic,
+    wanted: readonly TpmWirePcrSelection[],
+  ) {
     const expectedNonce = tpmQuoteNonce(secret, nonce);
     const pcrs = new Map<PcrBank, ReadonlyMap<number, Uint8Array>>();
     let clockInfo: ClockInfo | undefined;
@@ -345,7 +409,7 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
       }
       if (clockInfo === undefined || c.clock > clockInfo.clock) clockInfo = c;
     }
-    for (const r of required) {
+    for (const r of wanted) {
       const got = pcrs.get(r.bank);
       const missing = r.indices.filter((idx) => got?.has(idx) !== true);
       if (missing.length > 0) {
@@ -377,6 +441,11 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
         denied('AK is not a TPM-resident restricted signing key', err);
       }
 
+      const policies = (await options.policies?.()) ?? [];
+      const wanted =
+        policies.length === 0 ? required : withPolicyPcrs(required, policies, allowSha1);
+      const agentId = spiffeIdFromSegments(td, 'spire', 'agent', TPM_TYPE, hash).toString();
+
       const secret = random.bytes(TPM_NONCE_LENGTH);
       const nonce = random.bytes(TPM_NONCE_LENGTH);
       let credential: ReturnType<typeof makeCredential>;
@@ -395,7 +464,7 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
           idObject: credential.idObject,
           encryptedSecret: credential.encryptedSecret,
           nonce,
-          pcrs: required,
+          pcrs: wanted,
         }),
       );
       let response: TpmResponse;
@@ -408,16 +477,25 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
           err,
         );
       }
-      const { pcrs, clockInfo } = checkResponse(response, secret, nonce, akPublic);
-
-      const agentId = spiffeIdFromSegments(td, 'spire', 'agent', TPM_TYPE, hash).toString();
-      const prev = await options.lastClockInfo?.(agentId);
-      if (prev !== undefined) {
-        const problem = clockProblem(prev, clockInfo);
-        if (problem !== undefined) {
-          denied(`TPM clock state went backwards since the last attestation: ${problem}`);
+      checkSecret(response, secret);
+      // From here on the device has proved it holds the TPM of this EK: failures are its own
+      // and are reported to the server (onDeviceFailure) before they are thrown.
+      let verified: ReturnType<typeof checkQuotes>;
+      try {
+        verified = checkQuotes(response, secret, nonce, akPublic, wanted);
+        const prev = await options.lastClockInfo?.(agentId);
+        if (prev !== undefined) {
+          const problem = clockProblem(prev, verified.clockInfo);
+          if (problem !== undefined) {
+            denied(`TPM clock state went backwards since the last attestation: ${problem}`);
+          }
         }
+      } catch (err) {
+        await options.onDeviceFailure?.(agentId, describeError(err)).catch(() => {});
+        throw err;
       }
+      const { pcrs, clockInfo } = verified;
+      const outcomes = policyOutcomes(policies, pcrs);
 
       const values: string[] = [`pub_hash:${hash}`];
       const issuerCn = ekCert === undefined ? undefined : issuerCommonName(ekCert);
@@ -435,6 +513,9 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
         }
         pcrSummary[bank] = b;
       }
+      for (const p of policies) {
+        if (outcomes[p.name] === POLICY_SATISFIED) values.push(`policy:${p.name}`);
+      }
       const selectors: Selector[] = values.map((value) => ({ type: TPM_TYPE, value }));
       return {
         agentId,
@@ -451,6 +532,7 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
           akName: Buffer.from(objectName(akPublic)).toString('hex'),
           clockInfo: clockRecord(clockInfo),
           pcrs: pcrSummary,
+          ...(policies.length === 0 ? {} : { policies: outcomes }),
         },
       };
     },

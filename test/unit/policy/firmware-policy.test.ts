@@ -6,6 +6,7 @@ import {
   formatFirmwarePolicy,
   loadFirmwarePolicies,
   parseFirmwarePolicy,
+  policyMismatch,
   policyPcrSelection,
 } from '../../../src/policy/index.js';
 
@@ -193,6 +194,19 @@ describe('evaluatePolicies', () => {
       'sha1-only',
     ]);
     expect(evaluatePolicies(policies, new Map())).toEqual([]);
+  });
+
+  it('explains the first PCR that breaks a policy, and nothing for a satisfied one', () => {
+    const boot = policies[0]!;
+    expect(policyMismatch(boot, pcrs({ sha256: { 0: B, 7: C } }))).toBeUndefined();
+    expect(policyMismatch(boot, pcrs({ sha256: { 0: A, 7: A } }))).toBe(
+      `sha256 PCR 7 is ${A.toLowerCase()}, not the digest the policy allows`,
+    );
+    expect(policyMismatch(boot, pcrs({ sha256: { 0: C, 7: C } }))).toBe(
+      `sha256 PCR 0 is ${C.toLowerCase()}, not one of the 2 digests the policy allows`,
+    );
+    expect(policyMismatch(boot, pcrs({ sha256: { 7: C } }))).toBe('sha256 PCR 0 was not quoted');
+    expect(policyMismatch(policies[2]!, new Map())).toBe('sha1 PCR 0 was not quoted');
   });
 
   it('lists the PCRs the policies read', () => {

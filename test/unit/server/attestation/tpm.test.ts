@@ -6,6 +6,7 @@ import { createHash, createPublicKey } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../../src/common/clock.js';
 import { cryptoRandom } from '../../../../src/common/random.js';
+import { loadFirmwarePolicies } from '../../../../src/policy/firmware-policy.js';
 import {
   clockProblem,
   createTpmAttestor,
@@ -372,6 +373,98 @@ describe('tpm attestor', () => {
         { resetCount: 1, restartCount: 2, clock: 50n, safe: false },
       ),
     ).toBeUndefined();
+  });
+
+  it('firmware policies: a satisfied policy adds tpm:policy:<name>, a lost one says why', async () => {
+    const d = device();
+    const hex = (i: number) => Buffer.from(d.pcrs.get(i)!).toString('hex');
+    const policies = loadFirmwarePolicies([
+      {
+        name: 'good.json',
+        text: JSON.stringify({ name: 'fw-good', pcrs: { sha256: { 0: [hex(0)], 7: [hex(7)] } } }),
+      },
+      {
+        name: 'other.json',
+        text: JSON.stringify({ name: 'fw-other', pcrs: { sha256: { 7: ['ab'.repeat(32)] } } }),
+      },
+      {
+        // PCR 10 is not in pcr_indices: the challenge must ask for it because a policy reads it.
+        name: 'pcr10.json',
+        text: JSON.stringify({ name: 'fw-10', pcrs: { sha256: { 10: ['00'.repeat(32)] } } }),
+      },
+    ]);
+    d.pcrs.set(10, new Uint8Array(32));
+    let asked: number[] = [];
+    const a = attestor({ policies: () => policies });
+    const r = await a.attest(
+      payloadOf(d),
+      async (c) => {
+        asked = [...decodeTpmChallenge(c).pcrs[0]!.indices];
+        return answer(d, c);
+      },
+      {},
+    );
+    expect(asked).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 10]);
+    const values = r.selectors.map((s) => `${s.type}:${s.value}`);
+    expect(values).toContain('tpm:policy:fw-good');
+    expect(values).toContain('tpm:policy:fw-10');
+    expect(values).not.toContain('tpm:policy:fw-other');
+    expect(r.evidence?.policies).toEqual({
+      'fw-good': 'satisfied',
+      'fw-other': `sha256 PCR 7 is ${hex(7)}, not the digest the policy allows`,
+      'fw-10': 'satisfied',
+    });
+
+    // Firmware change: PCR 0 extended. The next attestation loses fw-good and says why.
+    const before = hex(0);
+    d.pcrs.set(0, createHash('sha256').update(d.pcrs.get(0)!).update('new fw').digest());
+    const r2 = await a.attest(payloadOf(d), async (c) => answer(d, c), {});
+    const values2 = r2.selectors.map((s) => `${s.type}:${s.value}`);
+    expect(values2).not.toContain('tpm:policy:fw-good');
+    expect(values2).toContain('tpm:policy:fw-10');
+    expect((r2.evidence?.policies as Record<string, string>)['fw-good']).toBe(
+      `sha256 PCR 0 is ${hex(0)}, not the digest the policy allows`,
+    );
+    expect(hex(0)).not.toBe(before);
+  });
+
+  it('failures after credential activation are reported for the device; earlier ones are not', async () => {
+    const d = device();
+    const reported: Array<[string, string]> = [];
+    const a = attestor({
+      onDeviceFailure: async (id, reason) => {
+        reported.push([id, reason]);
+      },
+    });
+    // Wrong secret: no proof of possession, nothing reported.
+    await deniedWith(
+      a.attest(
+        payloadOf(d),
+        async (c) => answer(d, c, { secret: (s) => s.map((b) => b ^ 1) }),
+        {},
+      ),
+      /secret is wrong/,
+    );
+    expect(reported).toEqual([]);
+    // A flipped quote signature after a good activation: reported with the reason.
+    await deniedWith(
+      a.attest(
+        payloadOf(d),
+        async (c) =>
+          answer(d, c, {
+            signature: (sig) => {
+              const x = new Uint8Array(sig);
+              x[x.length - 1]! ^= 1;
+              return x;
+            },
+          }),
+        {},
+      ),
+      /does not verify/,
+    );
+    expect(reported).toHaveLength(1);
+    expect(reported[0]![0]).toBe(`spiffe://${TD}/spire/agent/tpm/${ekHash(d)}`);
+    expect(reported[0]![1]).toMatch(/quotes\[0\] does not verify/);
   });
 
   it('truncated, oversized and malformed payloads and responses are coded errors', async () => {
