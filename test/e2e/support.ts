@@ -142,6 +142,8 @@ export interface ServerConfigOptions {
   readonly extraPlugins?: string;
   /** The KeyManager block (default: `KeyManager "disk"` under data_dir). */
   readonly keyManager?: string;
+  /** Extra lines in the server block (`agent_ttl = "30s"`). */
+  readonly extraServer?: string;
 }
 
 /** Writes a server.conf for a test server (agent API on a free port, socket in `dir`). */
@@ -166,6 +168,7 @@ export function writeServerConfig(o: ServerConfigOptions): {
   trust_domain = "${o.trustDomain ?? 'example.org'}"
   data_dir = "${dataDir}"
   log_level = "DEBUG"
+${o.extraServer ?? ''}
 }
 
 plugins {
@@ -287,6 +290,8 @@ export interface AgentConfigOptions {
   readonly logLevel?: string;
   /** Extra lines in the agent block (`health_checks`, `telemetry` go in `extraBlocks`). */
   readonly extraBlocks?: string;
+  /** The NodeAttestor block (default: `NodeAttestor "join_token" { plugin_data {} }`). */
+  readonly nodeAttestor?: string;
 }
 
 /**
@@ -318,8 +323,11 @@ export function writeAgentConfig(o: AgentConfigOptions): {
 }
 ${o.extraBlocks ?? ''}
 plugins {
-  NodeAttestor "join_token" {
+  ${
+    o.nodeAttestor ??
+    `NodeAttestor "join_token" {
     plugin_data {}
+  }`
   }
   KeyManager "disk" {
     plugin_data {

@@ -1,0 +1,180 @@
+/**
+ * TPM attestation end to end, as an operator drives it, with real processes and a real swtpm:
+ *
+ * 1. on the device, `tpm-enroll` prints the enrollment record and writes a firmware policy
+ *    from the device's current PCRs (`-writePolicy`) into the server's policy directory;
+ * 2. `spire-server entry create -node -spiffeID spiffe://example.org/gw/1 -selector
+ *    tpm:pub_hash:<hash>` (the record's own command), a workload entry under it, a node
+ *    alias for the firmware policy (`-selector tpm:policy:gw-fw`) and a workload entry under
+ *    that;
+ * 3. `spire-agent run` with `NodeAttestor "tpm"` attests with the swtpm; a workload gets both
+ *    SVIDs; `agent show` lists the TPM selectors and says the policy is satisfied;
+ * 4. a PCR is extended (a firmware change): at the agent's next SVID renewal it re-attests
+ *    with a fresh quote, loses `tpm:policy:gw-fw`, and the workload's stream drops the
+ *    policy-bound SVID while keeping the other; `agent show` says which PCR broke the policy.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type SwtpmInstance, startSwtpm } from '../harness/swtpm.js';
+import {
+  agentApiPort,
+  ensureBuilt,
+  entryIdOf,
+  ROOT,
+  runCommand,
+  type ServiceProcess,
+  SPIRE_SERVER,
+  serverCommand,
+  startAgentProcess,
+  startServerProcess,
+  TPM_ENROLL,
+  WorkloadProcess,
+  writeAgentConfig,
+  writeServerConfig,
+} from './support.js';
+
+const TD = 'example.org';
+const dir = mkdtempSync(join(tmpdir(), 'e2e-tpm-agent-'));
+const policyDir = join(dir, 'policies');
+const ekCaPath = join(dir, 'ek-ca.pem');
+let server: ServiceProcess | undefined;
+let agent: ServiceProcess | undefined;
+let workload: WorkloadProcess | undefined;
+let tpm: SwtpmInstance;
+let socketPath: string;
+let spire: (...args: string[]) => Promise<{ code: number | null; out: string; err: string }>;
+let pubHash: string;
+let agentId: string;
+
+beforeAll(async () => {
+  ensureBuilt(join(ROOT, 'dist', 'enroll', 'main.js'));
+  ensureBuilt(join(ROOT, 'dist', 'agent', 'cli', 'main.js'));
+  tpm = await startSwtpm({ uniqueEk: true });
+  mkdirSync(policyDir, { mode: 0o700 });
+  writeFileSync(ekCaPath, tpm.ekCaCertPaths.map((p) => readFileSync(p, 'utf8')).join(''));
+  const cfg = writeServerConfig({
+    dir,
+    trustDomain: TD,
+    extraServer: '  agent_ttl = "24s"',
+    extraPlugins: `  NodeAttestor "tpm" {
+    plugin_data {
+      ek_ca_path = "${ekCaPath}"
+      firmware_policies_path = "${policyDir}"
+    }
+  }`,
+  });
+  socketPath = cfg.socketPath;
+  spire = serverCommand(socketPath);
+  server = await startServerProcess(cfg.path, socketPath);
+}, 240_000);
+
+afterAll(async () => {
+  await workload?.kill();
+  if (agent !== undefined) await agent.stop();
+  if (server !== undefined) expect(await server.stop()).toBe(0);
+  await tpm?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function svidIds(e: { svids?: unknown }): string[] {
+  return ((e.svids ?? []) as Array<{ id: string }>).map((s) => s.id).sort();
+}
+
+async function agentShow(): Promise<string> {
+  const r = await spire('agent', 'show', '-spiffeID', agentId);
+  expect(r.err).toBe('');
+  expect(r.code).toBe(0);
+  return r.out;
+}
+
+describe('TPM-attested agent (swtpm, real processes)', () => {
+  it('tpm-enroll → node entry → workload entry → SVID; a firmware policy entry follows the PCRs', async () => {
+    // 1. On the device: the enrollment record, and a policy from its current PCRs.
+    const enroll = await runCommand(TPM_ENROLL, [
+      '-tcti',
+      tpm.tcti,
+      '-spiffeID',
+      `spiffe://${TD}/gw/1`,
+      '-pcrs',
+      'sha256:0,1,2,3,4,5,6,7',
+      '-writePolicy',
+      join(policyDir, 'gw-fw.json'),
+      '-policyName',
+      'gw-fw',
+      '-output',
+      'json',
+    ]);
+    expect(enroll.err).toBe('');
+    expect(enroll.code).toBe(0);
+    const record = JSON.parse(enroll.out) as { pub_hash: string; entry_create_command: string };
+    pubHash = record.pub_hash;
+    agentId = `spiffe://${TD}/spire/agent/tpm/${pubHash}`;
+
+    // 2. On the server: the record's own command, then the entries.
+    const [, ...createArgs] = record.entry_create_command.split(' ');
+    const node = await spire(...createArgs);
+    expect(node.err).toBe('');
+    expect(node.out).toMatch(new RegExp(`^Selector\\s+: tpm:pub_hash:${pubHash}$`, 'm'));
+    const uid = String(process.getuid!());
+    for (const args of [
+      ['-parentID', `spiffe://${TD}/gw/1`, '-spiffeID', `spiffe://${TD}/telemetry`],
+      ['-node', '-spiffeID', `spiffe://${TD}/fw/gw-fw`, '-selector', 'tpm:policy:gw-fw'],
+      ['-parentID', `spiffe://${TD}/fw/gw-fw`, '-spiffeID', `spiffe://${TD}/firmware-updater`],
+    ]) {
+      const sel = args.includes('-node') ? [] : ['-selector', `unix:uid:${uid}`];
+      const r = await spire('entry', 'create', ...args, ...sel);
+      expect(r.err).toBe('');
+      expect(entryIdOf(r.out)).not.toBe('');
+    }
+
+    // 3. The agent attests with the TPM; the workload gets both SVIDs.
+    const bundle = await spire('bundle', 'show');
+    expect(bundle.code).toBe(0);
+    const bundlePath = join(dir, 'bundle.pem');
+    writeFileSync(bundlePath, bundle.out);
+    const agentCfg = writeAgentConfig({
+      dir: join(dir, 'agent'),
+      serverPort: agentApiPort(server!),
+      bundlePath,
+      trustDomain: TD,
+      nodeAttestor: `NodeAttestor "tpm" {
+    plugin_data {
+      tcti = "${tpm.tcti}"
+    }
+  }`,
+    });
+    agent = await startAgentProcess(agentCfg.path);
+    workload = new WorkloadProcess(['watch', '--retry'], { socketPath: agentCfg.socketPath });
+    let e = await workload.next(60_000);
+    while (svidIds(e).length < 2) e = await workload.next(60_000);
+    expect(svidIds(e)).toEqual([`spiffe://${TD}/firmware-updater`, `spiffe://${TD}/telemetry`]);
+
+    const shown = await agentShow();
+    expect(shown).toMatch(new RegExp(`^Selectors\\s+: tpm:pub_hash:${pubHash}$`, 'm'));
+    expect(shown).toMatch(/^Selectors\s+: tpm:policy:gw-fw$/m);
+    expect(shown).toMatch(/^Selectors\s+: tpm:pcr:sha256:7:0{64}$/m);
+    expect(shown).toMatch(/^Firmware policy\s+: gw-fw: satisfied$/m);
+    expect(shown).toMatch(/^TPM EK\s+: pub_hash [0-9a-f]{64}, manufacturer id:/m);
+
+    // 4. A firmware change: PCR 7 extended. The next renewal re-attests and loses the policy.
+    await tpm.tpm2(['pcrextend', `7:sha256=${'ab'.repeat(32)}`]);
+    const changedAt = Date.now();
+    for (;;) {
+      e = await workload.next(60_000);
+      if (svidIds(e).length === 1) break;
+    }
+    expect(svidIds(e)).toEqual([`spiffe://${TD}/telemetry`]);
+    // Within about one agent SVID half-life (agent_ttl 24 s) plus a sync.
+    expect(Date.now() - changedAt).toBeLessThan(45_000);
+
+    const after = await agentShow();
+    expect(after).not.toMatch(/tpm:policy:gw-fw/);
+    expect(after).toMatch(/^Selectors\s+: tpm:pcr:sha256:7:(?!0{64})[0-9a-f]{64}$/m);
+    expect(after).toMatch(
+      /^Firmware policy\s+: gw-fw: sha256 PCR 7 is [0-9a-f]{64}, not the digest the policy allows$/m,
+    );
+    expect(agent!.output()).toMatch(/re-?attest/i);
+  }, 180_000);
+});
