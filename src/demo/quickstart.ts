@@ -1,16 +1,21 @@
 /**
  * The quickstart (`scripts/quickstart.sh`): a real `spire-server` on embedded defaults (SQLite)
- * whose CA keys live in a SoftHSM2 token created under the quickstart directory, a real
- * `spire-agent` that joins it with a join token, a registration entry for the current user, and
- * a workload (`spire-agent api fetch x509`, running as this user) that receives its X509-SVID
- * through the SPIFFE Workload API; the SVID is checked with `openssl verify`. Then both
- * processes stop cleanly (or keep running with --keep-running).
+ * whose CA keys live in a SoftHSM2 token created under the quickstart directory; a software TPM
+ * (swtpm, manufactured with EK certificates by scripts/swtpm.sh under the quickstart
+ * directory) standing in for the gateway's TPM; `tpm-enroll` reading the device's EK and
+ * writing a firmware policy from its PCRs; the node entry binding the gateway's SPIFFE ID to
+ * `tpm:pub_hash:<hash>`; a real `spire-agent` attesting with the TPM (EK certificate, credential
+ * activation, quote); a registration entry for the current user; and a workload
+ * (`spire-agent api fetch x509`, running as this user) that receives its X509-SVID through the
+ * SPIFFE Workload API, checked with `openssl verify`. Then every process stops cleanly (or keeps
+ * running with --keep-running). `--join-token` attests the agent with a join token instead.
  *
- * Usage: node dist/demo/quickstart.js [DIR] [--keep-running]
+ * Usage: node dist/demo/quickstart.js [DIR] [--keep-running] [--join-token]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseCertificates } from '../spiffe/x509-cert.js';
@@ -18,6 +23,9 @@ import { parseCertificates } from '../spiffe/x509-cert.js';
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const SPIRE_SERVER = join(ROOT, 'bin', 'spire-server');
 const SPIRE_AGENT = join(ROOT, 'bin', 'spire-agent');
+const TPM_ENROLL = join(ROOT, 'bin', 'tpm-enroll');
+const SWTPM_SCRIPT = join(ROOT, 'scripts', 'swtpm.sh');
+const POLICY_NAME = 'quickstart-fw';
 const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
 const TOKEN_LABEL = 'spire-edge-quickstart';
 const TRUST_DOMAIN = 'example.org';
@@ -60,7 +68,11 @@ function ensureToken(dir: string): { env: NodeJS.ProcessEnv; pinFile: string; pi
   return { env, pinFile, pin: readFileSync(pinFile, 'utf8').trim() };
 }
 
-function writeConfig(dir: string, pinFile: string): { path: string; socketPath: string } {
+function writeConfig(
+  dir: string,
+  pinFile: string,
+  ekCaPath: string | undefined,
+): { path: string; socketPath: string } {
   const socketPath = join(dir, 'server', 'private', 'api.sock');
   const path = join(dir, 'server.conf');
   writeFileSync(
@@ -90,6 +102,15 @@ plugins {
   }
   NodeAttestor "join_token" {
     plugin_data {}
+  }${
+    ekCaPath === undefined
+      ? ''
+      : `
+  NodeAttestor "tpm" {
+    plugin_data {
+      ek_ca_path = "${ekCaPath}"
+    }
+  }`
   }
 }
 `,
@@ -101,6 +122,7 @@ function writeAgentConfig(
   dir: string,
   serverPort: number,
   bundlePath: string,
+  tcti: string | undefined,
 ): { path: string; socketPath: string } {
   const socketPath = join(dir, 'agent', 'public', 'api.sock');
   const path = join(dir, 'agent.conf');
@@ -117,8 +139,10 @@ function writeAgentConfig(
 }
 
 plugins {
-  NodeAttestor "join_token" {
-    plugin_data {}
+  ${
+    tcti === undefined
+      ? 'NodeAttestor "join_token" {\n    plugin_data {}\n  }'
+      : `NodeAttestor "tpm" {\n    plugin_data {\n      tcti = "${tcti}"\n    }\n  }`
   }
   KeyManager "memory" {
     plugin_data {}
@@ -174,6 +198,79 @@ class Service {
   }
 }
 
+/** A free 127.0.0.1 TCP port P whose P+1 is free too (swtpm's control channel). */
+async function freePortPair(): Promise<number> {
+  const listen = (port: number): Promise<number | undefined> =>
+    new Promise((r) => {
+      const srv = createServer();
+      srv.once('error', () => r(undefined));
+      srv.listen(port, '127.0.0.1', () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => r(p));
+      });
+    });
+  for (let i = 0; i < 50; i++) {
+    const p = await listen(0);
+    if (p !== undefined && p < 65535 && (await listen(p + 1)) !== undefined) return p;
+  }
+  throw new Error('no free pair of TCP ports on 127.0.0.1 for swtpm');
+}
+
+/**
+ * Starts swtpm through scripts/swtpm.sh with its state under `dir` (manufactured on the first
+ * run, then reused, so the device keeps its EK) and waits until `tpm-enroll` can read the EK.
+ */
+async function startSwtpm(dir: string): Promise<{ service: Service; tcti: string; ekCa: string }> {
+  const port = await freePortPair();
+  const swDir = join(dir, 'swtpm');
+  const service = new Service(
+    'swtpm',
+    ['sh', SWTPM_SCRIPT, '--dir', swDir, '--port', String(port)],
+    process.env,
+  );
+  const tcti = `swtpm:host=127.0.0.1,port=${port}`;
+  await service.waitFor(() => service.output.includes(tcti), 'swtpm serving', 120_000);
+  const ekCa = join(dir, 'ek-ca.pem');
+  writeFileSync(
+    ekCa,
+    ['ek-ca-root.pem', 'ek-ca-intermediate.pem']
+      .map((f) => readFileSync(join(swDir, 'state', f), 'utf8'))
+      .join(''),
+  );
+  return { service, tcti, ekCa };
+}
+
+interface Enrollment {
+  readonly pub_hash: string;
+}
+
+/** `tpm-enroll` on the "device": the EK's pub_hash, and (first run) a policy from its PCRs. */
+async function enroll(tcti: string, policyPath: string, service: Service): Promise<Enrollment> {
+  const args = ['-tcti', tcti, '-spiffeID', NODE_ID, '-output', 'json'];
+  if (!existsSync(policyPath)) {
+    args.push(
+      '-pcrs',
+      'sha256:0,1,2,3,4,5,6,7',
+      '-writePolicy',
+      policyPath,
+      '-policyName',
+      POLICY_NAME,
+    );
+  } else {
+    args.push('-pcrs', 'none');
+  }
+  let out = '';
+  await service.waitFor(() => {
+    try {
+      out = run(TPM_ENROLL, args);
+      return true;
+    } catch {
+      return false; // swtpm not listening yet
+    }
+  }, 'tpm-enroll reading the EK');
+  return JSON.parse(out) as Enrollment;
+}
+
 function succeeds(cmd: string, args: string[], env?: NodeJS.ProcessEnv): boolean {
   try {
     run(cmd, args, env);
@@ -185,15 +282,28 @@ function succeeds(cmd: string, args: string[], env?: NodeJS.ProcessEnv): boolean
 
 export async function main(argv: string[]): Promise<number> {
   const keep = argv.includes('--keep-running');
+  const useTpm = !argv.includes('--join-token');
   const dir = resolve(argv.find((a) => !a.startsWith('--')) ?? '.quickstart');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const { env, pinFile, pin } = ensureToken(dir);
-  const server = writeConfig(dir, pinFile);
   const services: Service[] = [];
-  const srv = (...a: string[]): string =>
-    run(SPIRE_SERVER, [...a, '-socketPath', server.socketPath]);
 
   try {
+    let tpm: { tcti: string; ekCa: string; enrollment: Enrollment } | undefined;
+    if (useTpm) {
+      say(`starting a software TPM (scripts/swtpm.sh, state in ${join(dir, 'swtpm')})`);
+      const sw = await startSwtpm(dir);
+      services.push(sw.service);
+      const policyDir = join(dir, 'server', 'firmware-policies');
+      mkdirSync(policyDir, { recursive: true, mode: 0o700 });
+      const enrollment = await enroll(sw.tcti, join(policyDir, `${POLICY_NAME}.json`), sw.service);
+      say(`tpm-enroll: the device's EK is tpm:pub_hash:${enrollment.pub_hash}`);
+      tpm = { tcti: sw.tcti, ekCa: sw.ekCa, enrollment };
+    }
+    const server = writeConfig(dir, pinFile, tpm?.ekCa);
+    const srv = (...a: string[]): string =>
+      run(SPIRE_SERVER, [...a, '-socketPath', server.socketPath]);
+
     say(`starting spire-server (config ${server.path})`);
     const s = new Service('spire-server', [SPIRE_SERVER, 'run', '-config', server.path], env);
     services.push(s);
@@ -208,8 +318,16 @@ export async function main(argv: string[]): Promise<number> {
     const port = portOf();
     say(`server is healthy (agent API on 127.0.0.1:${port})`);
 
-    // Registration: the agent joins as NODE_ID; the workload is this user (unix:uid).
+    // Registration: the agent joins as NODE_ID (its TPM's EK, or a join token); the workload
+    // is this user (unix:uid).
     const uid = process.getuid?.() ?? 0;
+    if (tpm !== undefined) {
+      const selector = `tpm:pub_hash:${tpm.enrollment.pub_hash}`;
+      if (!srv('entry', 'show', '-spiffeID', NODE_ID, '-selector', selector).includes(selector)) {
+        srv('entry', 'create', '-node', '-spiffeID', NODE_ID, '-selector', selector);
+        say(`registered the device: ${NODE_ID} is the node with ${selector}`);
+      }
+    }
     if (!srv('entry', 'show', '-spiffeID', WORKLOAD_ID).includes(WORKLOAD_ID)) {
       srv(
         'entry',
@@ -227,9 +345,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     const bundlePath = join(dir, 'bootstrap-bundle.pem');
     writeFileSync(bundlePath, srv('bundle', 'show'));
-    const agent = writeAgentConfig(dir, port, bundlePath);
+    const agent = writeAgentConfig(dir, port, bundlePath, tpm?.tcti);
     const agentArgs = [SPIRE_AGENT, 'run', '-config', agent.path];
-    if (!existsSync(join(dir, 'agent', 'agent-store'))) {
+    if (tpm === undefined && !existsSync(join(dir, 'agent', 'agent-store'))) {
       const token = /^Token: (\S+)$/m.exec(
         srv('token', 'generate', '-spiffeID', NODE_ID, '-ttl', '600'),
       )?.[1];
@@ -283,6 +401,20 @@ export async function main(argv: string[]): Promise<number> {
       env,
     );
     const labels = [...objects.matchAll(/label:\s+(\S+)/g)].map((m) => m[1]).sort();
+    const attested: string[] = [];
+    if (tpm !== undefined) {
+      const agentId = `spiffe://${TRUST_DOMAIN}/spire/agent/tpm/${tpm.enrollment.pub_hash}`;
+      const shown = srv('agent', 'show', '-spiffeID', agentId);
+      const policy = new RegExp(`^Firmware policy\\s+: ${POLICY_NAME}: (.*)$`, 'm').exec(
+        shown,
+      )?.[1];
+      attested.push(
+        `Agent       : ${agentId}`,
+        `              attested by its TPM (${tpm.tcti}): EK certificate chained to the`,
+        `              manufacturer CA ${tpm.ekCa}, credential activation, quote over sha256 PCRs 0-7;`,
+        `              firmware policy ${POLICY_NAME}: ${policy ?? 'not evaluated'}`,
+      );
+    }
 
     process.stdout.write(
       [
@@ -294,8 +426,14 @@ export async function main(argv: string[]): Promise<number> {
         `CA keys     : on PKCS#11 token "${TOKEN_LABEL}" (module ${SOFTHSM_MODULE},`,
         `              token files in ${join(dir, 'hsm', 'tokens')}), objects ${labels.join(', ')}:`,
         '              private, sensitive, never extractable',
+        ...attested,
         `Try         : ./bin/spire-agent api fetch x509 -socketPath ${agent.socketPath}`,
         `              ./bin/spire-server entry show -socketPath ${server.socketPath}`,
+        ...(tpm === undefined
+          ? []
+          : [
+              `              ./bin/spire-server agent show -socketPath ${server.socketPath} -spiffeID spiffe://${TRUST_DOMAIN}/spire/agent/tpm/${tpm.enrollment.pub_hash}`,
+            ]),
         '',
       ].join('\n'),
     );
