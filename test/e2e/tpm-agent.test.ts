@@ -25,11 +25,11 @@ import {
   ROOT,
   runCommand,
   type ServiceProcess,
-  SPIRE_SERVER,
   serverCommand,
   startAgentProcess,
   startServerProcess,
   TPM_ENROLL,
+  type WorkloadEvent,
   WorkloadProcess,
   writeAgentConfig,
   writeServerConfig,
@@ -78,8 +78,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function svidIds(e: { svids?: unknown }): string[] {
-  return ((e.svids ?? []) as Array<{ id: string }>).map((s) => s.id).sort();
+function svidIds(e: WorkloadEvent): string[] {
+  return ((e['svids'] ?? []) as Array<{ id: string }>).map((s) => s.id).sort();
 }
 
 async function agentShow(): Promise<string> {
