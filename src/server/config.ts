@@ -230,6 +230,7 @@ export const tpmNodeAttestorPlugin = definePlugin(
     }),
     allow_sha1: boolean({ default: false }),
     firmware_policies_path: string(),
+    require_event_log: boolean({ default: false }),
   },
   {
     description: 'TPM 2.0: EK certificate or enrollment, credential activation, PCR quote',

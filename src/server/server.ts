@@ -570,6 +570,7 @@ async function createConfiguredTpmAttestor(
       requireEkCert: d.require_ek_cert,
       requireEnrollment: d.require_enrollment,
       allowSha1: d.allow_sha1,
+      requireEventLog: d.require_event_log,
       pcrBanks: d.pcr_banks as ('sha1' | 'sha256' | 'sha384' | 'sha512')[],
       pcrIndices: d.pcr_indices.map(Number),
       // Enrolled = a node entry with the EK's pub_hash selector, parented to the server.

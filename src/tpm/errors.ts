@@ -13,6 +13,9 @@
  * - `ERR_TPM_CREDENTIAL`: MakeCredential cannot be done for this EK / name / secret.
  * - `ERR_TPM_EK_CERT_INVALID`: an EK certificate that does not follow the TCG EK credential
  *   profile, does not chain to a configured root, or does not certify the given EK.
+ * - `ERR_TPM_EVENT_LOG_INVALID`: a TCG event log that breaks its format (event-log.ts) or an
+ *   unknown event type; `ERR_TPM_EVENT_LOG_MISMATCH`: a log whose replay disagrees with the
+ *   quoted PCRs (event-log-replay.ts). Both use these codes directly (EventLogErrorCode).
  */
 import { SpireEdgeError } from '../common/errors.js';
 
@@ -23,7 +26,9 @@ export type TpmErrorCode =
   | 'ERR_TPM_QUOTE_INVALID'
   | 'ERR_TPM_AK_INVALID'
   | 'ERR_TPM_CREDENTIAL'
-  | 'ERR_TPM_EK_CERT_INVALID';
+  | 'ERR_TPM_EK_CERT_INVALID'
+  | 'ERR_TPM_EVENT_LOG_INVALID'
+  | 'ERR_TPM_EVENT_LOG_MISMATCH';
 
 /** Builds a coded TPM error. */
 export function tpmError(code: TpmErrorCode, message: string, cause?: unknown): SpireEdgeError {

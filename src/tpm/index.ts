@@ -39,6 +39,22 @@ export { ekCertMatchesPublic, parseEkCertificate, TCG_OID } from './ek-certifica
 export type { CertificateInput, VerifyEkChainOptions } from './ek-chain.js';
 export { EkCaPool } from './ek-chain.js';
 export type { TpmErrorCode } from './errors.js';
+export type {
+  EventLog,
+  EventLogErrorCode,
+  LogEvent,
+  ParseEventLogOptions,
+  SpecIdAlgorithm,
+  SpecIdEvent,
+} from './event-log.js';
+export { EVENT_LOG_LIMITS, parseEventLog } from './event-log.js';
+export type { EventLogCheck, EventLogSummary, ReplayedPcrs } from './event-log-replay.js';
+export {
+  checkEventLogAgainstPcrs,
+  eventLogSummary,
+  replayEventLog,
+  secureBootState,
+} from './event-log-replay.js';
 export type { PcrBank, TpmHash } from './hash.js';
 export { algText, PCR_BANKS, tpmHashByAlg, tpmHashByBank } from './hash.js';
 export { kdfa, kdfe } from './kdf.js';

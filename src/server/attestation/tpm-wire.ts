@@ -16,8 +16,9 @@
  *   requires in the quote.
  * - response (agent → server):
  *   `{"version":1,"secret":"<b64>","quotes":[{"quoted":"<b64 TPMS_ATTEST>","signature":"<b64
- *   TPMT_SIGNATURE>","pcrs":{"<index>":"<b64 digest>",…}}]}` — one quote per PCR bank, each
- *   over extraData = SHA-256(secret ‖ server nonce) ({@link tpmQuoteNonce}).
+ *   TPMT_SIGNATURE>","pcrs":{"<index>":"<b64 digest>",…}}],"event_log":"<b64>"}` — one quote per
+ *   PCR bank, each over extraData = SHA-256(secret ‖ server nonce) ({@link tpmQuoteNonce});
+ *   `event_log` (optional) is the platform's TCG firmware event log, read after the quotes.
  *
  * Errors: `ERR_TPM_WIRE_INVALID` naming the field and the broken rule (the server maps it
  * to `ERR_ATTESTATION_INVALID_ARGUMENT`).
@@ -33,8 +34,10 @@ export const TPM_NONCE_LENGTH = 32;
 export const TPM_MAX_PAYLOAD = 16 * 1024;
 /** Largest accepted challenge. */
 export const TPM_MAX_CHALLENGE = 4 * 1024;
-/** Largest accepted response (4 banks × 24 SHA-512 PCRs fit easily). */
-export const TPM_MAX_RESPONSE = 32 * 1024;
+/** Largest accepted event log (real firmware logs are 10–100 KiB; src/tpm allows 4 MiB). */
+export const TPM_MAX_EVENT_LOG = 1024 * 1024;
+/** Largest accepted response: quotes (4 banks × 24 SHA-512 PCRs fit in 32 KiB) and an event log. */
+export const TPM_MAX_RESPONSE = 32 * 1024 + Math.ceil(TPM_MAX_EVENT_LOG / 3) * 4;
 /** Banks a selection may name (TPM 2.0 algorithm names as used in PCR selectors). */
 export const TPM_WIRE_BANKS = ['sha1', 'sha256', 'sha384', 'sha512'] as const;
 /** A PCR bank name on the wire. */
@@ -85,6 +88,8 @@ export interface TpmResponse {
   /** The secret recovered by TPM2_ActivateCredential. */
   readonly secret: Uint8Array;
   readonly quotes: readonly TpmWireQuote[];
+  /** The TCG firmware event log, when the platform has one. */
+  readonly eventLog?: Uint8Array;
 }
 
 const B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -237,6 +242,7 @@ export function encodeTpmResponse(r: TpmResponse): Uint8Array {
         signature: b64(q.signature),
         pcrs: Object.fromEntries([...q.pcrs].map(([i, v]) => [String(i), b64(v)])),
       })),
+      ...(r.eventLog === undefined ? {} : { event_log: b64(r.eventLog) }),
     }),
   );
 }
@@ -273,7 +279,11 @@ export function decodeTpmResponse(bytes: Uint8Array): TpmResponse {
       pcrs,
     };
   });
-  return { secret, quotes };
+  const eventLog =
+    o.event_log === undefined || o.event_log === null
+      ? undefined
+      : unb64(o.event_log, 'event_log', TPM_MAX_EVENT_LOG);
+  return eventLog === undefined ? { secret, quotes } : { secret, quotes, eventLog };
 }
 
 /**

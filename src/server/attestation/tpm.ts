@@ -46,11 +46,14 @@ import {
   checkAkAttributes,
   type EkCaPool,
   type EkCertificate,
+  checkEventLogAgainstPcrs,
   ekCertMatchesPublic,
+  eventLogSummary,
   makeCredential,
   objectName,
   type PcrBank,
   parseEkCertificate,
+  parseEventLog,
   parseTpm2bPublic,
   parseTpmsAttest,
   pubHash,
@@ -132,6 +135,12 @@ export interface TpmAttestorOptions {
    * Failures before activation are not reported: anyone can send a device's public EK.
    */
   readonly onDeviceFailure?: (agentId: string, reason: string) => Promise<void>;
+  /**
+   * `require_event_log` (default false): refuse a device that sends no TCG event log. With or
+   * without it, a log that is sent must parse (known event types only) and replay to the
+   * quoted PCRs (docs/tpm-event-log.md).
+   */
+  readonly requireEventLog?: boolean;
 }
 
 /** What a device's PCRs made of each firmware policy: `satisfied` or why not. */
@@ -419,6 +428,33 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
     return { pcrs, clockInfo: clockInfo! };
   }
 
+  /**
+   * Replays the event log (when sent) against the PCRs of the verified quotes: it must parse,
+   * hold known event types only, and reproduce every quoted PCR it has events for. Returns
+   * the summary kept in the evidence (Secure Boot only from what replay verified).
+   */
+  function checkEventLog(
+    bytes: Uint8Array | undefined,
+    pcrs: ReadonlyMap<PcrBank, ReadonlyMap<number, Uint8Array>>,
+  ): ReturnType<typeof eventLogSummary> | undefined {
+    if (bytes === undefined) {
+      if (options.requireEventLog === true) {
+        denied('a TCG event log is required (require_event_log) and none was sent');
+      }
+      return undefined;
+    }
+    try {
+      const log = parseEventLog(bytes);
+      const { verified } = checkEventLogAgainstPcrs(log, pcrs);
+      return eventLogSummary(log, verified);
+    } catch (err) {
+      if (isCode(err, 'ERR_TPM_EVENT_LOG_MISMATCH')) {
+        denied('the event log does not replay to the quoted PCRs', err);
+      }
+      return denied('the event log is not acceptable', err);
+    }
+  }
+
   return {
     type: TPM_TYPE,
     async attest(payloadBytes, challenge): Promise<AttestationResult> {
@@ -495,6 +531,13 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
         throw err;
       }
       const { pcrs, clockInfo } = verified;
+      let eventLog: ReturnType<typeof eventLogSummary> | undefined;
+      try {
+        eventLog = checkEventLog(response.eventLog, pcrs);
+      } catch (err) {
+        await options.onDeviceFailure?.(agentId, describeError(err)).catch(() => {});
+        throw err;
+      }
       const outcomes = policyOutcomes(policies, pcrs);
 
       const values: string[] = [`pub_hash:${hash}`];
@@ -512,6 +555,9 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
           b[String(idx)] = hex;
         }
         pcrSummary[bank] = b;
+      }
+      if (eventLog !== undefined && eventLog.secureBoot !== null) {
+        values.push(`secure_boot:${String(eventLog.secureBoot)}`);
       }
       for (const p of policies) {
         if (outcomes[p.name] === POLICY_SATISFIED) values.push(`policy:${p.name}`);
@@ -532,6 +578,7 @@ export function createTpmAttestor(options: TpmAttestorOptions): ServerNodeAttest
           akName: Buffer.from(objectName(akPublic)).toString('hex'),
           clockInfo: clockRecord(clockInfo),
           pcrs: pcrSummary,
+          ...(eventLog === undefined ? {} : { eventLog }),
           ...(policies.length === 0 ? {} : { policies: outcomes }),
         },
       };

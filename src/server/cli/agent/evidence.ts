@@ -59,7 +59,20 @@ function tpmLines(e: Record<string, unknown>): string {
       `resetCount ${String(c.resetCount)}, restartCount ${String(c.restartCount)}, safe ${String(c.safe)}`,
     );
   }
-  if (isObject(e.eventLog)) out += line('Event log', compact(e.eventLog));
+  if (isObject(e.eventLog)) {
+    const l = e.eventLog;
+    const verified = isObject(l.verifiedPcrs)
+      ? Object.entries(l.verifiedPcrs)
+          .filter(([, v]) => Array.isArray(v) && v.length > 0)
+          .map(([bank, v]) => `${bank} ${ranges(v as number[])}`)
+      : [];
+    out += line(
+      'Event log',
+      `${String(l.format)}, ${String(l.events)} events, replay matches the quote for ${
+        verified.length === 0 ? 'no quoted PCR' : verified.join('; ')
+      }${typeof l.secureBoot === 'boolean' ? `, Secure Boot ${l.secureBoot ? 'on' : 'off'}` : ''}`,
+    );
+  }
   if (isObject(e.policies)) {
     for (const [name, outcome] of Object.entries(e.policies)) {
       out += line('Firmware policy', `${name}: ${String(outcome)}`);

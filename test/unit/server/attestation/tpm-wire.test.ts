@@ -16,6 +16,7 @@ import {
   encodeTpmChallenge,
   encodeTpmPayload,
   encodeTpmResponse,
+  TPM_MAX_EVENT_LOG,
   TPM_MAX_RESPONSE,
 } from '../../../../src/server/attestation/tpm-wire.js';
 import { loadServerConfig } from '../../../../src/server/config.js';
@@ -56,6 +57,18 @@ describe('tpm wire format v1', () => {
     expect(decodeTpmPayload(encodeTpmPayload(noCert))).toEqual(noCert);
     expect(decodeTpmChallenge(encodeTpmChallenge(challenge))).toEqual(challenge);
     expect(decodeTpmResponse(encodeTpmResponse(response))).toEqual(response);
+    const withLog = { ...response, eventLog: bytes(50_000, 6) };
+    expect(decodeTpmResponse(encodeTpmResponse(withLog))).toEqual(withLog);
+  });
+
+  it('bounds the event log: at most TPM_MAX_EVENT_LOG bytes, standard base64', () => {
+    const big = { ...response, eventLog: bytes(TPM_MAX_EVENT_LOG + 1) };
+    expect(() => decodeTpmResponse(encodeTpmResponse(big))).toThrow(/event_log (is longer than|must be 1 to) 1048576 bytes/);
+    const max = { ...response, eventLog: bytes(TPM_MAX_EVENT_LOG) };
+    expect(decodeTpmResponse(encodeTpmResponse(max)).eventLog).toHaveLength(TPM_MAX_EVENT_LOG);
+    const o = JSON.parse(new TextDecoder().decode(encodeTpmResponse(response)));
+    const bad = enc.encode(JSON.stringify({ ...o, event_log: 'not base64!' }));
+    expect(wireCode(() => decodeTpmResponse(bad))).toBe('ERR_TPM_WIRE_INVALID');
   });
 
   it('refuses other versions, bad selections, wrong nonce sizes and oversized messages', () => {

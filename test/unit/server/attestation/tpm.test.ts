@@ -15,6 +15,7 @@ import {
 import {
   decodeTpmChallenge,
   decodeTpmPayload,
+  decodeTpmResponse,
   encodeTpmPayload,
   encodeTpmResponse,
   TPM_MAX_PAYLOAD,
@@ -25,10 +26,13 @@ import {
   EkCaPool,
   marshalTpm2bPublic,
   objectName,
+  parseEventLog,
   pcrSelection,
+  replayEventLog,
   spkiFromTpmtPublic,
 } from '../../../../src/tpm/index.js';
 import { makeCa, makeEkCert } from '../../tpm/support/ek-ca.js';
+import { ALG, agileLog, EV, pcr7Events } from '../../tpm/support/event-log-builder.js';
 import {
   AK_ATTRIBUTES,
   makeAk,
@@ -438,11 +442,7 @@ describe('tpm attestor', () => {
     });
     // Wrong secret: no proof of possession, nothing reported.
     await deniedWith(
-      a.attest(
-        payloadOf(d),
-        async (c) => answer(d, c, { secret: (s) => s.map((b) => b ^ 1) }),
-        {},
-      ),
+      a.attest(payloadOf(d), async (c) => answer(d, c, { secret: (s) => s.map((b) => b ^ 1) }), {}),
       /secret is wrong/,
     );
     expect(reported).toEqual([]);
@@ -465,6 +465,60 @@ describe('tpm attestor', () => {
     expect(reported).toHaveLength(1);
     expect(reported[0]![0]).toBe(`spiffe://${TD}/spire/agent/tpm/${ekHash(d)}`);
     expect(reported[0]![1]).toMatch(/quotes\[0\] does not verify/);
+  });
+
+  it('event log: a log that replays to the quoted PCRs adds its summary and tpm:secure_boot', async () => {
+    const d = device();
+    const events = [
+      { pcr: 0, type: EV.S_CRTM_VERSION, data: 'firmware 1.0' },
+      ...[0, 1, 2, 3, 4, 5, 6].map((pcr) => ({ pcr, type: EV.SEPARATOR, data: '\0\0\0\0' })),
+      ...pcr7Events(Uint8Array.of(1)),
+    ];
+    const log = agileLog({ algorithms: [[ALG.sha256, 32]] }, events);
+    // The device's PCRs are what its firmware measured: the log's own replay.
+    for (const [i, v] of replayEventLog(parseEventLog(log)).get('sha256')!) d.pcrs.set(i, v);
+    const withLog = (c: Uint8Array, l: Uint8Array) => {
+      const r = decodeTpmResponse(answer(d, c));
+      return encodeTpmResponse({ ...r, eventLog: l });
+    };
+    const a = attestor();
+    const r = await a.attest(payloadOf(d), async (c) => withLog(c, log), {});
+    const values = r.selectors.map((s) => `${s.type}:${s.value}`);
+    expect(values).toContain('tpm:secure_boot:true');
+    expect(r.evidence?.eventLog).toMatchObject({
+      format: 'crypto-agile',
+      verifiedPcrs: { sha256: [0, 1, 2, 3, 4, 5, 6, 7] },
+      secureBoot: true,
+    });
+
+    // One event's digest changed: replay no longer matches PCR 3, refused and reported.
+    const reported: string[] = [];
+    const b = attestor({
+      onDeviceFailure: async (_id, reason) => {
+        reported.push(reason);
+      },
+    });
+    const tampered = agileLog(
+      { algorithms: [[ALG.sha256, 32]] },
+      events.map((e) => (e.pcr === 3 ? { ...e, data: '\0\0\0\x01' } : e)),
+    );
+    await deniedWith(
+      b.attest(payloadOf(d), async (c) => withLog(c, tampered), {}),
+      /event log does not replay to the quoted PCRs: .*PCR sha256:3 gives [0-9a-f]{64} but the quote has/,
+    );
+    expect(reported).toHaveLength(1);
+
+    // Garbage is refused as a bad log; no log at all passes unless require_event_log.
+    await deniedWith(
+      a.attest(payloadOf(d), async (c) => withLog(c, new Uint8Array(64).fill(7)), {}),
+      /event log is not acceptable/,
+    );
+    const noLog = await a.attest(payloadOf(d), async (c) => answer(d, c), {});
+    expect(noLog.selectors.some((s) => s.value.startsWith('secure_boot:'))).toBe(false);
+    await deniedWith(
+      attestor({ requireEventLog: true }).attest(payloadOf(d), async (c) => answer(d, c), {}),
+      /event log is required/,
+    );
   });
 
   it('truncated, oversized and malformed payloads and responses are coded errors', async () => {

@@ -36,6 +36,7 @@ import {
 } from '../../../../src/tpm/index.js';
 import { listCorpus, readCorpus } from '../../../support/corpus.js';
 import { makeCa, makeEkCert } from './ek-ca.js';
+import { eventLogFuzzTargets } from './event-log-fuzz.js';
 import { capturePcrs, loadGcpCapture } from './gcp-capture.js';
 import { makeAk, makeEk, pcrMap, softQuote } from './soft-tpm.js';
 
@@ -205,6 +206,7 @@ export function fuzzTargets(): FuzzTarget[] {
         return undefined;
       },
     },
+    ...eventLogFuzzTargets(),
   ];
 }
 
