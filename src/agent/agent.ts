@@ -28,7 +28,7 @@ import type { RandomSource } from '../common/random.js';
 import { cryptoRandom } from '../common/random.js';
 import { createJoinTokenAttestorClient } from './attestation/join-token.js';
 import type { AgentNodeAttestor } from './attestation/node-attestor.js';
-import { tpmAttestorClientFromConfig } from './attestation/tpm.js';
+import type { TpmAgentPlugin } from './attestation/tpm.js';
 import { loadX509PopAttestorClient } from './attestation/x509pop.js';
 import {
   type AgentConfig,
@@ -71,7 +71,10 @@ export interface StartAgentOptions {
   readonly io: AgentIo;
   readonly clock?: Clock;
   readonly random?: RandomSource;
-  /** Seals keys and tokens at rest (the TPM issue); none by default. */
+  /**
+   * Seals keys and tokens at rest instead of the configured sealer (tests). By default
+   * `NodeAttestor "tpm"` seals them with the TPM (`seal_secrets`); other attestors do not seal.
+   */
   readonly sealer?: Sealer;
   /** Replaces the configured workload attestors (tests). */
   readonly workloadAttestor?: WorkloadAttestor;
@@ -149,10 +152,50 @@ function createWorkloadAttestor(config: AgentConfig, log: Logger): WorkloadAttes
   });
 }
 
+/**
+ * `NodeAttestor "tpm"`: the attestor, its AK store in the agent store and the store's TPM
+ * sealer over one shared TPM access — built before the store opens (the sealer unseals the
+ * store's data key while it opens). Built even when a join token wins the attestation: the TPM
+ * still seals the store.
+ */
+async function createTpmPlugin(
+  config: AgentConfig,
+  log: Logger,
+): Promise<TpmAgentPlugin | undefined> {
+  const na = config.plugins.nodeAttestor;
+  if (na.name !== 'tpm') return undefined;
+  const d = na.data as AgentTpmData;
+  if (!d.seal_secrets) {
+    log.warn(
+      'NodeAttestor "tpm": seal_secrets = false: the agent key, workload SVID keys and JWT-SVIDs are stored in the agent store unsealed, readable by anyone who can read data_dir',
+      { data_dir: config.agent.dataDir },
+    );
+  }
+  const { tpmAgentPluginFromConfig } = await import('./attestation/tpm.js');
+  return tpmAgentPluginFromConfig({
+    tcti: d.tcti,
+    ekAlgorithm: d.ek_algorithm as 'rsa' | 'ecc-p256' | 'ecc-p384',
+    ...(d.pcr_banks === undefined
+      ? {}
+      : { pcrBanks: d.pcr_banks as ('sha1' | 'sha256' | 'sha384' | 'sha512')[] }),
+    ...(d.pcr_indices === undefined ? {} : { pcrIndices: d.pcr_indices.map(Number) }),
+    dataDir: config.agent.dataDir,
+    sealSecrets: d.seal_secrets,
+    ...(d.seal_pcrs === undefined ? {} : { sealPcrs: d.seal_pcrs.map(Number) }),
+    onSealerOpen: (e) =>
+      log.info('agent store secrets sealed by the TPM', {
+        sealing: e.action,
+        tpm_ms: Math.round(e.tpmMs),
+        ...(e.pcrs === undefined ? {} : { seal_pcrs: e.pcrs.indices.join(',') }),
+      }),
+  });
+}
+
 /** The configured node attestor: a join token wins over the NodeAttestor plugin (SPIRE's rule). */
 async function createNodeAttestor(
   config: AgentConfig,
   random: RandomSource,
+  tpm: TpmAgentPlugin | undefined,
 ): Promise<AgentNodeAttestor | undefined> {
   if (config.agent.joinToken !== undefined)
     return createJoinTokenAttestorClient(config.agent.joinToken);
@@ -169,19 +212,8 @@ async function createNodeAttestor(
       random,
     );
   }
-  if (na.name === 'tpm') {
-    const d = na.data as AgentTpmData;
-    // The TPM is opened per attestation; the AK blobs live in <data_dir>/tpm-ak.json.
-    return tpmAttestorClientFromConfig({
-      tcti: d.tcti,
-      ekAlgorithm: d.ek_algorithm as 'rsa' | 'ecc-p256' | 'ecc-p384',
-      ...(d.pcr_banks === undefined
-        ? {}
-        : { pcrBanks: d.pcr_banks as ('sha1' | 'sha256' | 'sha384' | 'sha512')[] }),
-      ...(d.pcr_indices === undefined ? {} : { pcrIndices: d.pcr_indices.map(Number) }),
-      dataDir: config.agent.dataDir,
-    });
-  }
+  // The TPM is held per attestation; the AK blobs live in the store (device:tpm-ak).
+  if (na.name === 'tpm' && tpm !== undefined) return tpm.attestor;
   throw new TypeError(`NodeAttestor "${na.name}" has no agent implementation`);
 }
 
@@ -213,7 +245,9 @@ export async function startAgent(
 
   try {
     // Plugins first: a bad x509pop key is a configuration error, before anything starts.
-    const attestor = await createNodeAttestor(config, random);
+    const tpm = await createTpmPlugin(config, log);
+    if (tpm !== undefined) closers.push(() => tpm.close());
+    const attestor = await createNodeAttestor(config, random, tpm);
     const closeAttestor = (attestor as { close?: () => Promise<void> } | undefined)?.close;
     if (closeAttestor !== undefined) closers.push(() => closeAttestor());
     const workloadAttestor = options.workloadAttestor ?? createWorkloadAttestor(config, log);
@@ -224,7 +258,11 @@ export async function startAgent(
       trustDomain: td,
       clock,
       random,
-      ...(options.sealer === undefined ? {} : { sealer: options.sealer }),
+      ...(options.sealer !== undefined
+        ? { sealer: options.sealer }
+        : tpm?.createSealer === undefined
+          ? {}
+          : { createSealer: tpm.createSealer }),
       onQuarantine: ({ path, error }) =>
         log.error(
           'THE AGENT STORE COULD NOT BE USED AND WAS MOVED ASIDE: the agent starts fresh, attests again and resyncs with the server; workloads get SVIDs once the server has answered',
@@ -233,6 +271,7 @@ export async function startAgent(
     });
     const store = opened.store;
     closers.push(() => store.close());
+    tpm?.akStore.bind(store);
     const managed = new ManagedStore(store);
     closers.push(() => managed.settled());
     const snap = store.snapshot;

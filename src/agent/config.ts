@@ -166,7 +166,9 @@ export const agentX509popPlugin = definePlugin(
 
 /**
  * `NodeAttestor "tpm"`: attest with the device's TPM 2.0 (EK certificate, credential
- * activation, PCR quote); see docs/tpm-attestation.md.
+ * activation, PCR quote); see docs/tpm-attestation.md. The same TPM seals the agent store's
+ * secrets at rest (`seal_secrets`, default true; `seal_pcrs` binds the sealed data key to
+ * sha256 PCRs) — docs/configuration-agent.md, "Private keys at rest".
  */
 export const agentTpmPlugin = definePlugin(
   'NodeAttestor',
@@ -184,10 +186,20 @@ export const agentTpmPlugin = definePlugin(
       checkItem: (i) =>
         /^(?:[0-9]|1[0-9]|2[0-3])$/.test(i) ? undefined : 'must be a PCR index 0 to 23',
     }),
+    seal_secrets: boolean({ default: true }),
+    seal_pcrs: stringList({
+      checkItem: (i) =>
+        /^(?:[0-9]|1[0-9]|2[0-3])$/.test(i) ? undefined : 'must be a PCR index 0 to 23',
+    }),
   },
   {
     description:
-      'TPM 2.0 (tcti, ek_algorithm; the server decides the quoted PCRs, pcr_banks/pcr_indices add more)',
+      'TPM 2.0 (tcti, ek_algorithm; the server decides the quoted PCRs, pcr_banks/pcr_indices add more; seal_secrets, seal_pcrs)',
+    check(data, h) {
+      if (!data.seal_secrets && data.seal_pcrs !== undefined && data.seal_pcrs.length > 0) {
+        h.report(`${h.path}.seal_pcrs needs seal_secrets = true`, 'seal_pcrs');
+      }
+    },
   },
 );
 

@@ -5,17 +5,24 @@
  * values read right after. Wire format: src/server/attestation/tpm-wire.ts; design:
  * docs/tpm-attestation.md.
  *
- * The TPM is opened for each attestation (payload → respond) and closed after it, so a TPM
- * without a resource manager (swtpm serves one connection) is free between attestations.
- * The AK is created once, under the configured EK, and its blobs kept by a {@link TpmAkStore}
- * (by default the file `<data_dir>/tpm-ak.json`, mode 0600: the private part is wrapped by
- * the EK and useless outside this TPM). An AK that no longer loads (TPM cleared, other EK) is
- * replaced by a new one.
+ * The TPM is held for each attestation (payload → respond) as one session of a
+ * {@link TpmAccess} shared with the store's TPM sealer (./tpm-sealer.ts), and released after
+ * it, so a TPM without a resource manager (swtpm serves one connection) is free between
+ * attestations and never opened twice at once. The AK is created once, under the configured
+ * EK, and its blobs kept by a {@link TpmAkStore}: in the agent the device record
+ * `device:tpm-ak` of the agent store ({@link agentStoreAkStore}; the private part is wrapped by
+ * the EK and useless outside this TPM). An AK file `<data_dir>/tpm-ak.json` left by an older
+ * agent is imported into the store, then deleted. An AK that no longer loads (TPM cleared,
+ * other EK) is replaced by a new one.
+ *
+ * {@link tpmAgentPluginFromConfig} builds what `NodeAttestor "tpm"` gives the agent: the
+ * attestor, the AK store, and (with `seal_secrets`, the default) the store's sealer factory,
+ * all over one {@link TpmAccess}.
  *
  * Errors: `ERR_AGENT_ATTESTATION_INVALID` (a malformed challenge, or one without a payload
- * first), `ERR_TPM_AK_STORE_INVALID` (an unreadable AK file), the device's `ERR_TPM_*` errors.
+ * first), `ERR_TPM_AK_STORE_INVALID` (unreadable AK blobs), the device's `ERR_TPM_*` errors.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describeError, SpireEdgeError } from '../../common/errors.js';
 import {
@@ -34,7 +41,11 @@ import type {
   PcrSelection,
   Tpm,
 } from '../../tpm/device/index.js';
+import type { AgentStore } from '../storage/agent-store.js';
+import type { SealerFactory } from '../storage/sealer.js';
 import type { AgentNodeAttestor } from './node-attestor.js';
+import { createTpmAccess, type TpmAccess, type TpmSession } from './tpm-access.js';
+import { createTpmSealer, type TpmSealerOpenEvent } from './tpm-sealer.js';
 
 /** Where the AK blobs are kept between attestations and restarts. */
 export interface TpmAkStore {
@@ -42,10 +53,15 @@ export interface TpmAkStore {
   save(blobs: AkBlobs): Promise<void>;
 }
 
-/** Options of {@link createTpmAttestorClient}. */
+/** Options of {@link createTpmAttestorClient}: `access` or `openTpm`. */
 export interface TpmAttestorClientOptions {
-  /** Opens the TPM (called once per attestation; the result is closed after it). */
-  readonly openTpm: () => Promise<Tpm>;
+  /** The TPM, shared with the store's sealer: one session per attestation. */
+  readonly access?: TpmAccess;
+  /**
+   * Without `access`: opens the TPM (once per attestation; closed after it) through an access
+   * of the attestor's own.
+   */
+  readonly openTpm?: () => Promise<Tpm>;
   /** `ek_algorithm` (default `rsa`): which EK (and certificate) identifies the device. */
   readonly ekAlgorithm?: EkAlgorithm;
   /** The AK's algorithm (default `ecc-p256`). */
@@ -53,6 +69,12 @@ export interface TpmAttestorClientOptions {
   /** PCRs quoted besides what the server asks for (`pcr_banks` × `pcr_indices`). */
   readonly pcrs?: readonly PcrSelection[];
   readonly akStore: TpmAkStore;
+  /**
+   * How long a payload may wait for its challenge before the TPM is released (default 65 s,
+   * past the attestation deadline): an attestation abandoned after its payload (the server
+   * unreachable) must not hold the TPM through the retry backoff.
+   */
+  readonly sessionTimeoutMs?: number;
 }
 
 /** The agent's TPM attestor; `close()` releases a TPM left open by an abandoned attestation. */
@@ -61,6 +83,8 @@ export interface TpmAttestorClient extends AgentNodeAttestor {
 }
 
 const B64_FIELDS = ['private', 'public', 'name'] as const;
+const EK_ALGS: readonly EkAlgorithm[] = ['rsa', 'ecc-p256', 'ecc-p384'];
+const AK_ALGS: readonly AkAlgorithm[] = ['ecc-p256', 'rsa-2048'];
 
 function storeError(message: string, cause?: unknown): SpireEdgeError {
   return new SpireEdgeError(
@@ -71,64 +95,142 @@ function storeError(message: string, cause?: unknown): SpireEdgeError {
 }
 
 /**
- * AK blobs in a JSON file (`{"version":1,"ek","alg","private","public","name"}`, base64),
- * written atomically with mode 0600. A missing file is "no AK yet".
+ * The AK record format, as a file and as the device record `device:tpm-ak`: UTF-8 JSON
+ * `{"version":1,"ek","alg","private","public","name"}`, the byte strings in base64.
+ */
+export function encodeAkRecord(b: AkBlobs): Uint8Array {
+  const b64 = (x: Uint8Array) => Buffer.from(x).toString('base64');
+  return new TextEncoder().encode(
+    JSON.stringify({
+      version: 1,
+      ek: b.ek,
+      alg: b.alg,
+      private: b64(b.private),
+      public: b64(b.public),
+      name: b64(b.name),
+    }),
+  );
+}
+
+/**
+ * Decodes an AK record ({@link encodeAkRecord}); `where` names its origin in errors. Checks
+ * the shape only: the TPM checks the blobs when it loads them.
+ *
+ * @throws SpireEdgeError `ERR_TPM_AK_STORE_INVALID`.
+ */
+export function decodeAkRecord(bytes: Uint8Array, where: string): AkBlobs {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as Record<
+      string,
+      unknown
+    >;
+  } catch (err) {
+    throw storeError(`${where} is not JSON`, err);
+  }
+  if (o === null || typeof o !== 'object' || o.version !== 1) {
+    throw storeError(`${where} is not a version 1 AK record`);
+  }
+  if (!EK_ALGS.includes(o.ek as EkAlgorithm))
+    throw storeError(`${where}: ek is not an ek algorithm`);
+  if (!AK_ALGS.includes(o.alg as AkAlgorithm))
+    throw storeError(`${where}: alg is not an ak algorithm`);
+  const bytesOf: Partial<Record<(typeof B64_FIELDS)[number], Uint8Array>> = {};
+  for (const f of B64_FIELDS) {
+    if (typeof o[f] !== 'string') throw storeError(`${where}: ${f} must be a base64 string`);
+    bytesOf[f] = new Uint8Array(Buffer.from(o[f] as string, 'base64'));
+  }
+  return {
+    ek: o.ek as EkAlgorithm,
+    alg: o.alg as AkAlgorithm,
+    private: bytesOf.private!,
+    public: bytesOf.public!,
+    name: bytesOf.name!,
+  };
+}
+
+/**
+ * AK blobs in a JSON file ({@link encodeAkRecord}), written atomically with mode 0600; a
+ * missing file is "no AK yet". The agent no longer keeps its AK in a file: this reads the file
+ * an older agent left (imported by {@link agentStoreAkStore}), and serves tools and tests that
+ * attest without an agent store.
  */
 export function fileAkStore(path: string): TpmAkStore {
   return {
     async load() {
-      let text: string;
+      let bytes: Uint8Array;
       try {
-        text = await readFile(path, 'utf8');
+        bytes = await readFile(path);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
         throw storeError(`cannot read AK file ${path}: ${describeError(err)}`, err);
       }
-      let o: Record<string, unknown>;
-      try {
-        o = JSON.parse(text) as Record<string, unknown>;
-      } catch (err) {
-        throw storeError(`AK file ${path} is not JSON`, err);
-      }
-      if (o === null || typeof o !== 'object' || o.version !== 1) {
-        throw storeError(`AK file ${path} is not a version 1 AK record`);
-      }
-      const bytes: Partial<Record<(typeof B64_FIELDS)[number], Uint8Array>> = {};
-      for (const f of B64_FIELDS) {
-        if (typeof o[f] !== 'string')
-          throw storeError(`AK file ${path}: ${f} must be a base64 string`);
-        bytes[f] = new Uint8Array(Buffer.from(o[f] as string, 'base64'));
-      }
-      return {
-        ek: o.ek as EkAlgorithm,
-        alg: o.alg as AkAlgorithm,
-        private: bytes.private!,
-        public: bytes.public!,
-        name: bytes.name!,
-      };
+      return decodeAkRecord(bytes, `AK file ${path}`);
     },
     async save(b) {
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
       const tmp = `${path}.tmp`;
-      const b64 = (x: Uint8Array) => Buffer.from(x).toString('base64');
-      await writeFile(
-        tmp,
-        JSON.stringify({
-          version: 1,
-          ek: b.ek,
-          alg: b.alg,
-          private: b64(b.private),
-          public: b64(b.public),
-          name: b64(b.name),
-        }),
-        { mode: 0o600 },
-      );
+      await writeFile(tmp, encodeAkRecord(b), { mode: 0o600 });
       await rename(tmp, path);
     },
   };
 }
 
-/** The default AK file under the agent's data directory. */
+/** The device record of the agent store that holds the AK blobs (`device:tpm-ak`). */
+export const AK_DEVICE_RECORD = 'tpm-ak';
+
+/** A {@link TpmAkStore} in the agent store, bound once the store is open. */
+export interface AgentStoreAkStore extends TpmAkStore {
+  /** Binds the opened agent store (again after a restart of the store). */
+  bind(store: AgentStore): void;
+}
+
+/**
+ * AK blobs in the agent store's device record `device:tpm-ak` ({@link encodeAkRecord}),
+ * written as one fsynced batch. Usable once {@link AgentStoreAkStore.bind} was called (the
+ * agent builds its attestor before the store opens; attestation runs after). The first
+ * `load()` that finds no record imports `legacyFile` (the `<data_dir>/tpm-ak.json` of an older
+ * agent) when it exists — stored first, deleted after — so the device keeps its AK.
+ *
+ * @throws TypeError from load/save before bind(); `ERR_TPM_AK_STORE_INVALID` for unreadable
+ * blobs; the store's write errors.
+ */
+export function agentStoreAkStore(
+  options: { readonly legacyFile?: string } = {},
+): AgentStoreAkStore {
+  let bound: AgentStore | undefined;
+  const store = (): AgentStore => {
+    if (bound === undefined) {
+      throw new TypeError('the AK store is used before the agent store was bound to it');
+    }
+    return bound;
+  };
+  const save = async (blobs: AkBlobs): Promise<void> => {
+    const record = encodeAkRecord(blobs);
+    await store().update((tx) => tx.putDeviceRecord(AK_DEVICE_RECORD, record));
+  };
+  return {
+    bind(s) {
+      if (typeof s?.deviceRecord !== 'function') throw new TypeError('store must be an AgentStore');
+      bound = s;
+    },
+    async load() {
+      const record = store().deviceRecord(AK_DEVICE_RECORD);
+      if (record !== undefined) {
+        return decodeAkRecord(record, `device record "${AK_DEVICE_RECORD}"`);
+      }
+      if (options.legacyFile === undefined) return undefined;
+      const legacy = await fileAkStore(options.legacyFile).load();
+      if (legacy === undefined) return undefined;
+      await save(legacy);
+      await rm(options.legacyFile, { force: true });
+      return legacy;
+    },
+    save,
+  };
+}
+
+/** The AK file an older agent kept under its data directory (imported, then deleted). */
 export function tpmAkPath(dataDir: string): string {
   return join(dataDir, 'tpm-ak.json');
 }
@@ -160,18 +262,28 @@ function mergeSelections(a: readonly PcrSelection[], b: readonly PcrSelection[])
  * its format (a credential made for another EK or AK simply fails activation in the TPM).
  */
 export function createTpmAttestorClient(options: TpmAttestorClientOptions): TpmAttestorClient {
-  if (options === null || typeof options !== 'object' || typeof options.openTpm !== 'function') {
-    throw new TypeError('createTpmAttestorClient needs openTpm and akStore');
+  if (
+    options === null ||
+    typeof options !== 'object' ||
+    typeof options.akStore?.load !== 'function' ||
+    (typeof options.access?.acquire !== 'function' && typeof options.openTpm !== 'function')
+  ) {
+    throw new TypeError('createTpmAttestorClient needs access (or openTpm) and akStore');
   }
+  const access = options.access ?? createTpmAccess(options.openTpm!);
   const ekAlg = options.ekAlgorithm ?? 'rsa';
   const akAlg = options.akAlgorithm ?? 'ecc-p256';
   const own = options.pcrs ?? [];
-  let session: { tpm: Tpm; ak: LoadedAk } | undefined;
+  const sessionTimeoutMs = options.sessionTimeoutMs ?? 65_000;
+  let session: { lease: TpmSession; tpm: Tpm; ak: LoadedAk; timer: NodeJS.Timeout } | undefined;
 
   const endSession = async (): Promise<void> => {
     const s = session;
     session = undefined;
-    if (s !== undefined) await s.tpm.close();
+    if (s !== undefined) {
+      clearTimeout(s.timer);
+      await s.lease.release();
+    }
   };
 
   async function loadOrCreateAk(tpm: Tpm): Promise<LoadedAk> {
@@ -194,12 +306,17 @@ export function createTpmAttestorClient(options: TpmAttestorClientOptions): TpmA
     type: 'tpm',
     async payload() {
       await endSession();
-      const tpm = await options.openTpm();
+      const lease = await access.acquire();
+      const tpm = lease.tpm;
       try {
         const ekCert = await tpm.readEkCertificate(ekAlg);
         const ekPublic = await tpm.ekPublic(ekAlg);
         const ak = await loadOrCreateAk(tpm);
-        session = { tpm, ak };
+        const timer = setTimeout(() => {
+          if (session?.lease === lease) endSession().catch(() => {});
+        }, sessionTimeoutMs);
+        timer.unref();
+        session = { lease, tpm, ak, timer };
         return encodeTpmPayload({
           ...(ekCert === undefined ? {} : { ekCert }),
           ekPublic,
@@ -208,7 +325,7 @@ export function createTpmAttestorClient(options: TpmAttestorClientOptions): TpmA
         });
       } catch (err) {
         session = undefined;
-        await tpm.close();
+        await lease.release().catch(() => {});
         throw err;
       }
     },
@@ -221,6 +338,7 @@ export function createTpmAttestorClient(options: TpmAttestorClientOptions): TpmA
       }
       const s = session;
       if (s === undefined) throw protocolError('tpm challenge received before a payload was sent');
+      clearTimeout(s.timer);
       try {
         const secret = await s.tpm.activateCredential(s.ak, {
           idObject: challenge.idObject,
@@ -249,15 +367,20 @@ export interface TpmAttestorClientConfig {
   readonly ekAlgorithm?: EkAlgorithm;
   readonly pcrBanks?: readonly PcrSelection['bank'][];
   readonly pcrIndices?: readonly number[];
-  /** The agent's data_dir: the AK is kept in `<data_dir>/tpm-ak.json`. */
+  /** The agent's data_dir: an AK file `<data_dir>/tpm-ak.json` found there is imported. */
   readonly dataDir: string;
+  /** `seal_secrets` (default true): seal the store's secrets with the TPM. */
+  readonly sealSecrets?: boolean;
+  /** `seal_pcrs`: sha256 PCRs the store's data key is bound to (default none). */
+  readonly sealPcrs?: readonly number[];
+  /** Told what the sealer did at store open (the agent logs it). */
+  readonly onSealerOpen?: (event: TpmSealerOpenEvent) => void;
 }
 
-/** Creates the attestor from configuration, over the native TPM adapter. */
-export async function tpmAttestorClientFromConfig(
-  config: TpmAttestorClientConfig,
-): Promise<TpmAttestorClient> {
-  const { openTpm } = await import('../../tpm/device/open-tpm.js');
+/** Creates the attestor from configuration over a {@link TpmAccess} and an AK store. */
+export function tpmAttestorClientFromConfig(
+  config: TpmAttestorClientConfig & { readonly access: TpmAccess; readonly akStore: TpmAkStore },
+): TpmAttestorClient {
   const indices = config.pcrIndices ?? [];
   const pcrs =
     indices.length === 0
@@ -267,9 +390,64 @@ export async function tpmAttestorClientFromConfig(
           indices: [...new Set(indices)].sort((a, b) => a - b),
         }));
   return createTpmAttestorClient({
-    openTpm: () => openTpm({ tcti: config.tcti }),
+    access: config.access,
     ...(config.ekAlgorithm === undefined ? {} : { ekAlgorithm: config.ekAlgorithm }),
     pcrs,
-    akStore: fileAkStore(tpmAkPath(config.dataDir)),
+    akStore: config.akStore,
   });
+}
+
+/** What `NodeAttestor "tpm"` gives the agent: see {@link tpmAgentPluginFromConfig}. */
+export interface TpmAgentPlugin {
+  readonly attestor: TpmAttestorClient;
+  /** The one access to the TPM the attestor and the sealer share. */
+  readonly access: TpmAccess;
+  /** The AK store in the agent store: bind it once the store is open. */
+  readonly akStore: AgentStoreAkStore;
+  /** The store's sealer factory; undefined with `seal_secrets = false`. */
+  readonly createSealer: SealerFactory | undefined;
+  /** Ends an attestation left open and refuses further TPM sessions. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the agent's `NodeAttestor "tpm"` over the native TPM adapter (loaded here, lazily):
+ * one {@link TpmAccess} on `tcti`, the attestor with its AK in the agent store (importing
+ * `<data_dir>/tpm-ak.json`), and the store's TPM sealer unless `sealSecrets` is false. The
+ * caller opens the store with `createSealer`, then calls `akStore.bind(store)` before the
+ * first attestation.
+ */
+export async function tpmAgentPluginFromConfig(
+  config: TpmAttestorClientConfig,
+): Promise<TpmAgentPlugin> {
+  const { openTpm } = await import('../../tpm/device/open-tpm.js');
+  const access = createTpmAccess(() => openTpm({ tcti: config.tcti }));
+  const akStore = agentStoreAkStore({ legacyFile: tpmAkPath(config.dataDir) });
+  const attestor = tpmAttestorClientFromConfig({ ...config, access, akStore });
+  const sealPcrs = config.sealPcrs ?? [];
+  const createSealer =
+    config.sealSecrets === false
+      ? undefined
+      : createTpmSealer({
+          access,
+          ...(sealPcrs.length === 0
+            ? {}
+            : {
+                pcrs: {
+                  bank: 'sha256' as const,
+                  indices: [...new Set(sealPcrs)].sort((a, b) => a - b),
+                },
+              }),
+          ...(config.onSealerOpen === undefined ? {} : { onOpen: config.onSealerOpen }),
+        });
+  return {
+    attestor,
+    access,
+    akStore,
+    createSealer,
+    async close() {
+      await attestor.close();
+      await access.close();
+    },
+  };
 }

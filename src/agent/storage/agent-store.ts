@@ -41,6 +41,11 @@ export interface AgentStoreSnapshot {
   readonly x509Svids: ReadonlyMap<string, X509SvidRecord>;
   /** Cached JWT-SVIDs by {@link jwtSvidCacheKey}(spiffeId, audience). */
   readonly jwtSvids: ReadonlyMap<string, JwtSvidRecord>;
+  /**
+   * Device records by name: opaque, non-secret state of the device (the TPM sealer's sealed
+   * data key, the TPM attestor's AK blobs). Never mutate the bytes.
+   */
+  readonly devices: ReadonlyMap<string, Uint8Array>;
 }
 
 /** Groups of records {@link AgentStoreTransaction.clear} can remove. */
@@ -79,7 +84,17 @@ export interface AgentStoreTransaction {
   /** Caches a JWT-SVID; its audience is normalised (sorted, duplicates removed). */
   putJwtSvid(record: JwtSvidRecord): this;
   deleteJwtSvid(spiffeId: string, audience: readonly string[]): this;
-  /** Removes every record of the given kinds (default: all of them; the store's meta stays). */
+  /**
+   * Stores the device record `name` (1–63 characters of `a-z 0-9 . _ -`, starting with a letter
+   * or digit; the value at most 64 KiB, copied). Device records are not secrets: they are not
+   * sealed.
+   */
+  putDeviceRecord(name: string, bytes: Uint8Array): this;
+  deleteDeviceRecord(name: string): this;
+  /**
+   * Removes every record of the given kinds (default: all of them). The store's meta records
+   * and the device records stay: they describe the store and the device, not the agent.
+   */
   clear(kinds?: readonly ClearableKind[]): this;
 }
 
@@ -131,6 +146,8 @@ export interface AgentStore {
   x509Svid(entryId: string): X509SvidRecord | undefined;
   /** The cached JWT-SVID for an ID and audience set; the caller checks `expiresAtMs`. */
   jwtSvid(spiffeId: string, audience: readonly string[]): JwtSvidRecord | undefined;
+  /** A copy of the device record `name`, or undefined. */
+  deviceRecord(name: string): Uint8Array | undefined;
 
   /**
    * Applies the changes `build` records as one atomic batch, then swaps in the new snapshot
@@ -162,8 +179,9 @@ export interface AgentStore {
    */
   pruneExpired(nowMs?: number): Promise<PruneResult>;
   /**
-   * Removes everything but the store's own meta records (the agent was evicted or re-attested
-   * as another node), in one batch.
+   * Removes everything but the store's own meta records and the device records (the agent was
+   * evicted or re-attested as another node), in one batch. Device records stay: the TPM sealer's
+   * data key must outlive the agent's identity, and the AK belongs to the device.
    */
   reset(): Promise<AgentStoreSnapshot>;
   /** Waits for pending writes and closes LevelDB. Idempotent. */

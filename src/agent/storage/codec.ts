@@ -11,7 +11,8 @@
  * Field encodings: `u8`; `bool` = one byte, 0 or 1 only; `int` = IEEE-754 float64
  * (big-endian) holding a non-negative safe integer; `str` = u32 length + UTF-8 (must be
  * valid); `bytes` = u32 length + raw; `list` = u32 count + items; `secret` = u8 flag (0 as is,
- * 1 sealed) + bytes; `opt` = u8 presence flag + value.
+ * 1 sealed) + bytes; `opt` = u8 presence flag + value. A device record (kind 10, layout 2) is
+ * one `bytes` field.
  *
  * The CRC covers the key, so a value copied under another key is caught, and it catches bit
  * rot that LevelDB reads without verifying (classic-level does not ask LevelDB to verify
@@ -337,6 +338,9 @@ function writePayload(w: Writer, value: StoredValue): void {
       w.secret(s.token, 'token').int(s.issuedAtMs, 'issuedAtMs').int(s.expiresAtMs, 'expiresAtMs');
       return;
     }
+    case RecordKind.device:
+      w.bytes(value.record.bytes, 'bytes');
+      return;
   }
 }
 
@@ -424,6 +428,8 @@ function readPayload(r: Reader, kind: number): StoredValue {
       };
       return { kind, record };
     }
+    case RecordKind.device:
+      return { kind, record: { bytes: r.bytes('bytes') } };
     default:
       throw new Malformed(`unknown record kind ${String(kind)}`);
   }

@@ -4,7 +4,7 @@
  *
  * | key                      | value                                   |
  * |--------------------------|-----------------------------------------|
- * | `meta:version`           | the layout version, ASCII decimal (`1`)  |
+ * | `meta:version`           | the layout version, ASCII decimal (`2`)  |
  * | `meta:store`             | store info: trust domain, creation time |
  * | `meta:records`           | how many data records the store holds   |
  * | `agent:identity`         | {@link AgentIdentityRecord}             |
@@ -14,6 +14,10 @@
  * | `sync:state`             | {@link SyncStateRecord}                 |
  * | `x509:<entry id>`        | {@link X509SvidRecord}                  |
  * | `jwt:<cache key>`        | {@link JwtSvidRecord}                   |
+ * | `device:<name>`          | opaque device state ({@link DeviceRecord}) |
+ *
+ * Layout history: 1 = everything above but `device:*`; 2 added the `device:*` key space (a v1
+ * store is upgraded in place by rewriting `meta:version`, see internal/migrate.ts).
  *
  * `meta:version` is plain ASCII so that any version of the code can read it and refuse a newer
  * layout with `ERR_AGENT_STORE_VERSION` instead of misreading it. Every other value is encoded
@@ -29,7 +33,9 @@ import type {
 } from './records.js';
 
 /** The layout this code writes and reads. Bump it (and add a migration) on any change. */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
+/** The oldest layout this code still opens (and migrates to {@link LAYOUT_VERSION}). */
+export const OLDEST_LAYOUT_VERSION = 1;
 
 /** The store's directory name under `data_dir`. */
 export const AGENT_STORE_DIRNAME = 'agent-store';
@@ -51,6 +57,22 @@ export const PREFIX_FEDERATED = 'federated:';
 export const PREFIX_ENTRY = 'entry:';
 export const PREFIX_X509 = 'x509:';
 export const PREFIX_JWT = 'jwt:';
+export const PREFIX_DEVICE = 'device:';
+
+/**
+ * The largest device record value, in bytes. Device records are small (a sealed data key, AK
+ * blobs); the limit keeps a bug from turning the key space into a blob store.
+ */
+export const DEVICE_RECORD_MAX_BYTES = 64 * 1024;
+const DEVICE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/**
+ * True for a valid device record name: 1 to 63 characters of `a-z 0-9 . _ -`, starting with a
+ * letter or digit (`sealing-key`, `tpm-ak`).
+ */
+export function isDeviceRecordName(name: unknown): name is string {
+  return typeof name === 'string' && DEVICE_NAME.test(name);
+}
 
 /** The kinds of record, each with its own tag byte in encoded values. */
 export const RecordKind = {
@@ -63,6 +85,7 @@ export const RecordKind = {
   x509Svid: 7,
   jwtSvid: 8,
   recordCount: 9,
+  device: 10,
 } as const;
 /** A record kind tag. */
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
@@ -99,6 +122,15 @@ export function normalizeAudience(audience: readonly string[]): string[] {
   return [...new Set(audience)].sort();
 }
 
+/**
+ * A device record: opaque, non-secret state of the device the agent runs on (the TPM sealer's
+ * sealed data key, the TPM attestor's AK blobs). It describes the device, not the agent's
+ * identity, so `AgentStore.reset()` keeps it.
+ */
+export interface DeviceRecord {
+  readonly bytes: Uint8Array;
+}
+
 /** Where each record lives. */
 export const keys = {
   agent: (): string => KEY_AGENT,
@@ -109,6 +141,7 @@ export const keys = {
   x509Svid: (entryId: string): string => PREFIX_X509 + entryId,
   jwtSvid: (spiffeId: string, audience: readonly string[]): string =>
     PREFIX_JWT + jwtSvidCacheKey(spiffeId, audience),
+  device: (name: string): string => PREFIX_DEVICE + name,
 } as const;
 
 /** The record kind a key holds, or undefined for a key this layout does not define. */
@@ -130,6 +163,9 @@ export function kindOfKey(key: string): RecordKind | undefined {
   if (key.startsWith(PREFIX_JWT) && key.length > PREFIX_JWT.length) return RecordKind.jwtSvid;
   if (key.startsWith(PREFIX_FEDERATED) && key.length > PREFIX_FEDERATED.length) {
     return RecordKind.federatedBundle;
+  }
+  if (key.startsWith(PREFIX_DEVICE) && isDeviceRecordName(key.slice(PREFIX_DEVICE.length))) {
+    return RecordKind.device;
   }
   return undefined;
 }
@@ -169,4 +205,5 @@ export type StoredValue =
   | { readonly kind: typeof RecordKind.entry; readonly record: EntryRecord }
   | { readonly kind: typeof RecordKind.sync; readonly record: SyncStateRecord }
   | { readonly kind: typeof RecordKind.x509Svid; readonly record: StoredX509Svid }
-  | { readonly kind: typeof RecordKind.jwtSvid; readonly record: StoredJwtSvid };
+  | { readonly kind: typeof RecordKind.jwtSvid; readonly record: StoredJwtSvid }
+  | { readonly kind: typeof RecordKind.device; readonly record: DeviceRecord };

@@ -1,10 +1,17 @@
 /**
  * The LevelDB (classic-level) implementation of {@link AgentStore}: {@link openAgentStore}.
  *
- * Open: inspects `<data_dir>/agent-store` (see store-dir.ts; a missing store is created
- * atomically with its meta records), opens LevelDB, reads every record, checks the layout
- * version, the trust domain, each record's encoding and key, and the record count, unseals the
- * secrets, and builds the in-memory snapshot.
+ * Open, in this order:
+ * 1. inspect `<data_dir>/agent-store` (see store-dir.ts; a missing store is created atomically
+ *    with its meta records) and open LevelDB;
+ * 2. read every record and check the layout version, the trust domain, each record's encoding
+ *    and key, and the record count (against the layout the store has);
+ * 3. migrate an older layout (one fsynced batch, see internal/migrate.ts);
+ * 4. get the sealer: the `sealer` option, or `createSealer(devices)` — the factory reads and
+ *    writes `device:*` records (its sealed data key) through {@link DeviceRecordAccess}, each
+ *    write one fsynced batch, before any secret is touched;
+ * 5. unseal the secrets (each with its record key as context), build the in-memory snapshot,
+ *    and reseal secrets stored as is when a sealer is configured.
  *
  * Write: each update is resolved against the current snapshot, its secrets are sealed, it is
  * encoded and written as ONE LevelDB batch with `sync: true` (with the new `meta:records`
@@ -31,10 +38,13 @@ import type {
 } from './agent-store.js';
 import { encodeValue } from './codec.js';
 import { classifyOpenError, loadRecords, readAll } from './internal/load-records.js';
+import { migrationBatch } from './internal/migrate.js';
 import { mapLimit, SEAL_CONCURRENCY, toStored } from './internal/secrets.js';
 import { freezeSnapshot, snapshotHas, type Tables } from './internal/tables.js';
 import {
   type Change,
+  copyDevice,
+  deviceName,
   keyMatchesKind,
   type StoredRecordInput,
   Transaction,
@@ -50,6 +60,7 @@ import {
   KEY_VERSION,
   keys,
   LAYOUT_VERSION,
+  PREFIX_DEVICE,
   PREFIX_ENTRY,
   PREFIX_FEDERATED,
   PREFIX_JWT,
@@ -65,9 +76,9 @@ import type {
   SyncStateRecord,
   X509SvidRecord,
 } from './records.js';
-import type { Sealer } from './sealer.js';
+import type { DeviceRecordAccess, Sealer, SealerFactory } from './sealer.js';
 import { createStoreDir, inspectStoreDir, tightenFileModes } from './store-dir.js';
-import { storeError } from './store-errors.js';
+import { isAgentStoreError, storeError } from './store-errors.js';
 
 /** Options of {@link openAgentStore}. */
 export interface OpenAgentStoreOptions {
@@ -77,6 +88,13 @@ export interface OpenAgentStoreOptions {
   readonly trustDomain: TrustDomain | string;
   /** Seals secrets at rest (see sealer.ts). Without it they are stored as is. */
   readonly sealer?: Sealer;
+  /**
+   * Creates the sealer from state it keeps in the store's device records (the TPM sealer's
+   * sealed data key), called once per open between loading the records and unsealing the
+   * secrets (see the module docs). The store closes the sealer it returns. Exclusive with
+   * `sealer`.
+   */
+  readonly createSealer?: SealerFactory;
   /** Time source (creation time, {@link AgentStore.pruneExpired}). */
   readonly clock?: Clock;
   /** Randomness for the store ID. */
@@ -133,6 +151,7 @@ class LevelAgentStore implements AgentStore {
   readonly created: boolean;
   readonly #db: Db;
   readonly #sealer: Sealer | undefined;
+  readonly #ownsSealer: boolean;
   readonly #clock: Clock;
   #snapshot: AgentStoreSnapshot;
   /** Data records in LevelDB (what `meta:records` says). */
@@ -149,6 +168,7 @@ class LevelAgentStore implements AgentStore {
     created: boolean;
     db: Db;
     sealer: Sealer | undefined;
+    ownsSealer: boolean;
     clock: Clock;
     tables: Tables;
     count: number;
@@ -161,6 +181,7 @@ class LevelAgentStore implements AgentStore {
     this.created = init.created;
     this.#db = init.db;
     this.#sealer = init.sealer;
+    this.#ownsSealer = init.ownsSealer;
     this.#clock = init.clock;
     this.#snapshot = freezeSnapshot(0, init.trustDomain, init.tables);
     this.#count = init.count;
@@ -200,6 +221,11 @@ class LevelAgentStore implements AgentStore {
 
   jwtSvid(spiffeId: string, audience: readonly string[]): JwtSvidRecord | undefined {
     return this.#snapshot.jwtSvids.get(jwtSvidCacheKey(spiffeId, audience));
+  }
+
+  deviceRecord(name: string): Uint8Array | undefined {
+    const v = this.#snapshot.devices.get(deviceName(name));
+    return v === undefined ? undefined : new Uint8Array(v);
   }
 
   update(build: (tx: AgentStoreTransaction) => void): Promise<AgentStoreSnapshot> {
@@ -252,7 +278,7 @@ class LevelAgentStore implements AgentStore {
         return {
           type: 'put',
           key,
-          value: encodeValue(key, await toStored(op.value, this.#sealer)),
+          value: encodeValue(key, await toStored(op.value, this.#sealer, key)),
         };
       });
     } catch (err) {
@@ -290,9 +316,12 @@ class LevelAgentStore implements AgentStore {
       sync: current.sync,
       x509Svids: current.x509Svids as Map<string, X509SvidRecord>,
       jwtSvids: current.jwtSvids as Map<string, JwtSvidRecord>,
+      devices: current.devices as Map<string, Uint8Array>,
     };
     const copied = new Set<string>();
-    const writable = <K extends 'federatedBundles' | 'entries' | 'x509Svids' | 'jwtSvids'>(
+    const writable = <
+      K extends 'federatedBundles' | 'entries' | 'x509Svids' | 'jwtSvids' | 'devices',
+    >(
       name: K,
     ): Tables[K] => {
       if (!copied.has(name)) {
@@ -326,6 +355,11 @@ class LevelAgentStore implements AgentStore {
         const k = key.slice(PREFIX_JWT.length);
         if (v?.kind === RecordKind.jwtSvid) m.set(k, v.record);
         else m.delete(k);
+      } else if (key.startsWith(PREFIX_DEVICE)) {
+        const m = writable('devices');
+        const name = key.slice(PREFIX_DEVICE.length);
+        if (v?.kind === RecordKind.device) m.set(name, v.record.bytes);
+        else m.delete(name);
       }
     }
     this.#snapshot = freezeSnapshot(current.revision + 1, this.trustDomain, t);
@@ -401,7 +435,11 @@ class LevelAgentStore implements AgentStore {
     this.#closing = (async () => {
       await this.#queue;
       this.#closed = true;
-      await this.#db.close();
+      try {
+        await this.#db.close();
+      } finally {
+        if (this.#ownsSealer) await this.#sealer?.close?.();
+      }
     })();
     return this.#closing;
   }
@@ -432,7 +470,12 @@ export async function openAgentStore(options: OpenAgentStoreOptions): Promise<Ag
   const trustDomain = td.name;
   const clock = options.clock ?? systemClock;
   const random = options.random ?? cryptoRandom;
-  const sealer = options.sealer;
+  if (options.sealer !== undefined && options.createSealer !== undefined) {
+    throw new TypeError('give sealer or createSealer, not both');
+  }
+  if (options.createSealer !== undefined && typeof options.createSealer !== 'function') {
+    throw new TypeError('createSealer must be a function');
+  }
   const location = join(options.dataDir, AGENT_STORE_DIRNAME);
 
   let created = false;
@@ -453,14 +496,24 @@ export async function openAgentStore(options: OpenAgentStoreOptions): Promise<Ag
   } catch (err) {
     throw classifyOpenError(err, location);
   }
+  let sealer = options.sealer;
+  let ownsSealer = false;
   try {
     const loaded = loadRecords(await readAll(db), trustDomain);
+    const count = { value: loaded.count };
+    await migrate(db, loaded.version);
+
+    if (options.createSealer !== undefined) {
+      sealer = await runSealerFactory(options.createSealer, db, loaded.tables.devices, count);
+      ownsSealer = true;
+    }
 
     // Secrets: unseal (or, for plain ones, keep), then reseal plain secrets if a sealer is
     // configured now (e.g. the TPM was enabled after the store was created).
     const plainOnes = loaded.secrets.filter((s) => !s.secret.sealed);
     const sealedOnes = loaded.secrets.filter((s) => s.secret.sealed);
-    if (sealedOnes.length > 0 && sealer === undefined) {
+    const unsealer = sealer;
+    if (sealedOnes.length > 0 && unsealer === undefined) {
       throw storeError(
         'ERR_AGENT_STORE_SEALED',
         `the agent store holds ${String(sealedOnes.length)} sealed secrets and no sealer was configured to unseal them`,
@@ -468,7 +521,7 @@ export async function openAgentStore(options: OpenAgentStoreOptions): Promise<Ag
     }
     const plains = await mapLimit(sealedOnes, SEAL_CONCURRENCY, async (s) => {
       try {
-        const plain = await sealer!.unseal(s.secret.bytes);
+        const plain = await unsealer!.unseal(s.secret.bytes, { recordKey: s.key });
         if (!(plain instanceof Uint8Array)) {
           throw new TypeError('the sealer must return a Uint8Array');
         }
@@ -495,9 +548,10 @@ export async function openAgentStore(options: OpenAgentStoreOptions): Promise<Ag
       created,
       db,
       sealer,
+      ownsSealer,
       clock,
       tables: loaded.tables,
-      count: loaded.count,
+      count: count.value,
     });
     if (sealer !== undefined && plainOnes.length > 0) {
       await resealPlainSecrets(store, new Set(plainOnes.map((s) => s.key)));
@@ -508,8 +562,118 @@ export async function openAgentStore(options: OpenAgentStoreOptions): Promise<Ag
     return store;
   } catch (err) {
     await db.close().catch(() => {});
+    if (ownsSealer) await Promise.resolve(sealer?.close?.()).catch(() => {});
     throw err;
   }
+}
+
+/** Upgrades a store of an older layout in one fsynced batch (nothing for a current one). */
+async function migrate(db: Db, version: number): Promise<void> {
+  const ops = migrationBatch(version);
+  if (ops.length === 0) return;
+  try {
+    await db.batch(ops, { sync: true });
+  } catch (err) {
+    throw storeError(
+      'ERR_AGENT_STORE_WRITE',
+      `could not migrate the agent store from layout ${String(version)} to ${String(LAYOUT_VERSION)}: ${describeError(err)}`,
+      err,
+    );
+  }
+}
+
+/**
+ * Calls the sealer factory with access to the device records (`devices` and `count` are the
+ * open's tables, updated by its writes) and checks what it returns. Store errors and TypeErrors
+ * pass through; anything else (the TPM unreachable) becomes `ERR_AGENT_STORE_IO`.
+ */
+async function runSealerFactory(
+  factory: SealerFactory,
+  db: Db,
+  devices: Map<string, Uint8Array>,
+  count: { value: number },
+): Promise<Sealer> {
+  let live = true;
+  const check = (name: unknown): string => {
+    if (!live) {
+      throw new TypeError(
+        'device record access ended when the sealer was created: use the store instead',
+      );
+    }
+    return deviceName(name);
+  };
+  const writeNow = async (name: string, value: Uint8Array | undefined): Promise<void> => {
+    const key = keys.device(name);
+    const had = devices.has(name);
+    if (value === undefined && !had) return;
+    const next = count.value + (value === undefined ? -1 : had ? 0 : 1);
+    const ops: Op[] = [
+      value === undefined
+        ? { type: 'del', key }
+        : {
+            type: 'put',
+            key,
+            value: encodeValue(key, { kind: RecordKind.device, record: { bytes: value } }),
+          },
+      { type: 'put', key: KEY_RECORD_COUNT, value: encodeRecordCount(next) },
+    ];
+    try {
+      await db.batch(ops, { sync: true });
+    } catch (err) {
+      throw storeError(
+        'ERR_AGENT_STORE_WRITE',
+        `could not write device record ${JSON.stringify(name)}: ${describeError(err)}`,
+        err,
+      );
+    }
+    count.value = next;
+    if (value === undefined) devices.delete(name);
+    else devices.set(name, value);
+  };
+  // One write at a time, so each batch carries the right record count.
+  let queue: Promise<unknown> = Promise.resolve();
+  const write = (name: string, value: Uint8Array | undefined): Promise<void> => {
+    const run = queue.then(() => writeNow(name, value));
+    queue = run.catch(() => {});
+    return run;
+  };
+  const access: DeviceRecordAccess = {
+    get(name) {
+      const v = devices.get(check(name));
+      return v === undefined ? undefined : new Uint8Array(v);
+    },
+    put(name, bytes) {
+      const n = check(name);
+      return write(n, copyDevice(bytes).bytes);
+    },
+    delete(name) {
+      return write(check(name), undefined);
+    },
+  };
+  let sealer: Sealer;
+  try {
+    sealer = await factory(access);
+  } catch (err) {
+    if (err instanceof TypeError || isAgentStoreError(err)) throw err;
+    throw storeError(
+      'ERR_AGENT_STORE_IO',
+      `could not create the agent store's sealer: ${describeError(err)}`,
+      err,
+    );
+  } finally {
+    live = false;
+    // A write the factory did not wait for still lands before the store is built on `count`.
+    await queue;
+  }
+  if (
+    typeof sealer !== 'object' ||
+    sealer === null ||
+    typeof sealer.seal !== 'function' ||
+    typeof sealer.unseal !== 'function'
+  ) {
+    throw new TypeError('createSealer must resolve to a Sealer');
+  }
+  return sealer;
 }
 
 /** Rewrites the records whose secrets are stored as is (`keys`), now sealed, in one batch. */

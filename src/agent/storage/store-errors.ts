@@ -36,6 +36,22 @@ export function storeError(
   });
 }
 
+const CODES: ReadonlySet<string> = new Set<AgentStoreErrorCode>([
+  'ERR_AGENT_STORE_CORRUPT',
+  'ERR_AGENT_STORE_VERSION',
+  'ERR_AGENT_STORE_FOREIGN',
+  'ERR_AGENT_STORE_SEALED',
+  'ERR_AGENT_STORE_LOCKED',
+  'ERR_AGENT_STORE_IO',
+  'ERR_AGENT_STORE_WRITE',
+  'ERR_AGENT_STORE_CLOSED',
+]);
+
+/** True when `err` is one of the agent store's coded errors. */
+export function isAgentStoreError(err: unknown): err is SpireEdgeError<AgentStoreErrorCode> {
+  return err instanceof SpireEdgeError && CODES.has(err.code);
+}
+
 const RECOVERABLE: ReadonlySet<string> = new Set<AgentStoreErrorCode>([
   'ERR_AGENT_STORE_CORRUPT',
   'ERR_AGENT_STORE_VERSION',

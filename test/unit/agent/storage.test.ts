@@ -529,17 +529,17 @@ describe('openAgentStore: damaged, foreign and newer stores', () => {
 
   it('refuses a newer layout or codec version with ERR_AGENT_STORE_VERSION', async () => {
     await seeded();
-    await rawPut([['meta:version', new TextEncoder().encode('2')]]);
+    await rawPut([['meta:version', new TextEncoder().encode('3')]]);
     const err = await openError();
     expect(err).toMatchObject({
       code: 'ERR_AGENT_STORE_VERSION',
       message:
-        'the agent store has layout version 2, newer than this agent knows (1): it was written by a newer spire-edge agent',
+        'the agent store has layout version 3, newer than this agent knows (2): it was written by a newer spire-edge agent',
     });
     expect(isRecoverableStoreError(err)).toBe(true);
     await rawPut([['meta:version', new TextEncoder().encode('one')]]);
     expect(await openError()).toMatchObject({ code: 'ERR_AGENT_STORE_CORRUPT' });
-    await rawPut([['meta:version', new TextEncoder().encode('1')]]);
+    await rawPut([['meta:version', new TextEncoder().encode('2')]]);
     const v = encodeValue('entry:entry-1', { kind: RecordKind.entry, record: entry(1) });
     v[0] = 9;
     await rawPut([['entry:entry-1', v]]);

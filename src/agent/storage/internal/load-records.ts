@@ -1,11 +1,14 @@
 /**
  * Loading an agent store: every LevelDB row decoded and checked (layout version, trust domain,
  * key ↔ record consistency), secrets collected for unsealing, LevelDB open errors classified.
+ * Rows are checked against the layout the store *has* (a v1 store may not hold `device:*`
+ * keys); migrating it to the current layout is the caller's next step (migrate.ts).
  */
 import type { ClassicLevel } from 'classic-level';
 import { describeError, type SpireEdgeError } from '../../../common/errors.js';
 import { decodeValue } from '../codec.js';
 import {
+  DEVICE_RECORD_MAX_BYTES,
   isMetaKey,
   isSpiffeIdLike,
   KEY_RECORD_COUNT,
@@ -15,6 +18,8 @@ import {
   kindOfKey,
   LAYOUT_VERSION,
   normalizeAudience,
+  OLDEST_LAYOUT_VERSION,
+  PREFIX_DEVICE,
   PREFIX_JWT,
   RecordKind,
   type StoredSecret,
@@ -47,6 +52,8 @@ function checkSpiffeId(id: string, field: string, key: string): void {
 
 /** What {@link loadRecords} found. */
 export interface Loaded {
+  /** The store's layout version as found ({@link OLDEST_LAYOUT_VERSION}..LAYOUT_VERSION). */
+  readonly version: number;
   readonly info: StoreInfoRecord;
   /** How many data records (not `meta:*`) the store holds. */
   readonly count: number;
@@ -99,6 +106,7 @@ export function loadRecords(
     sync: undefined,
     x509Svids: new Map(),
     jwtSvids: new Map(),
+    devices: new Map(),
   };
   if (rows.length === 0) {
     // A store is created with its meta records in place (store-dir.ts), so an empty one has
@@ -121,7 +129,13 @@ export function loadRecords(
       { version, known: LAYOUT_VERSION },
     );
   }
-  // Layout 1 is the first; older layouts would be migrated here.
+  if (version < OLDEST_LAYOUT_VERSION) {
+    throw corrupt(
+      `record "${KEY_VERSION}" is corrupt: layout version ${String(version)} never existed`,
+      undefined,
+      KEY_VERSION,
+    );
+  }
   const infoRow = rows.find(([k]) => k === KEY_STORE_INFO);
   if (infoRow === undefined)
     throw corrupt(`the agent store has no "${KEY_STORE_INFO}" record`, undefined, KEY_STORE_INFO);
@@ -146,11 +160,12 @@ export function loadRecords(
   const count = decodeValue(KEY_RECORD_COUNT, countRow[1], RecordKind.recordCount);
   if (count.kind !== RecordKind.recordCount) throw corrupt('unreachable');
   const dataRows = rows.filter(([k]) => !isMetaKey(k)).length;
-  const loaded: Loaded = { info: info.record, count: dataRows, tables, secrets: [] };
+  const loaded: Loaded = { version, info: info.record, count: dataRows, tables, secrets: [] };
 
   for (const [key, bytes] of rows) {
     if (key === KEY_VERSION || key === KEY_STORE_INFO || key === KEY_RECORD_COUNT) continue;
-    const kind = kindOfKey(key);
+    // Layout 1 had no device records: one in a v1 store was not written by us.
+    const kind = version < 2 && key.startsWith(PREFIX_DEVICE) ? undefined : kindOfKey(key);
     if (kind === undefined)
       throw corrupt(
         `the agent store holds an unknown key ${JSON.stringify(key.slice(0, 80))}`,
@@ -250,6 +265,12 @@ export function loadRecords(
         });
         break;
       }
+      case RecordKind.device:
+        if (value.record.bytes.length > DEVICE_RECORD_MAX_BYTES) {
+          throw bad(`is larger than ${String(DEVICE_RECORD_MAX_BYTES)} bytes`);
+        }
+        tables.devices.set(key.slice(PREFIX_DEVICE.length), value.record.bytes);
+        break;
       case RecordKind.storeInfo:
       case RecordKind.recordCount:
         throw bad('a meta record under a data key');

@@ -29,21 +29,23 @@ export async function mapLimit<T, R>(
 
 const textEncoder = new TextEncoder();
 
-/** Seals `plain` with `sealer`, or keeps it as is without one. */
+/** Seals `plain`, kept under `recordKey`, with `sealer`, or keeps it as is without one. */
 export async function sealSecret(
   sealer: Sealer | undefined,
   plain: Uint8Array,
+  recordKey: string,
 ): Promise<StoredSecret> {
   if (sealer === undefined) return { sealed: false, bytes: plain };
-  const sealed = await sealer.seal(plain);
+  const sealed = await sealer.seal(plain, { recordKey });
   if (!(sealed instanceof Uint8Array)) throw new TypeError('the sealer must return a Uint8Array');
   return { sealed: true, bytes: sealed };
 }
 
-/** The stored form of a record: its secrets sealed. */
+/** The stored form of the record to be kept under `key`: its secrets sealed. */
 export async function toStored(
   input: StoredRecordInput,
   sealer: Sealer | undefined,
+  key: string,
 ): Promise<StoredValue> {
   switch (input.kind) {
     case RecordKind.agent: {
@@ -51,20 +53,23 @@ export async function toStored(
       if (privateKey === undefined) return { kind: input.kind, record: rest };
       return {
         kind: input.kind,
-        record: { ...rest, privateKey: await sealSecret(sealer, privateKey) },
+        record: { ...rest, privateKey: await sealSecret(sealer, privateKey, key) },
       };
     }
     case RecordKind.x509Svid:
       return {
         kind: input.kind,
-        record: { ...input.record, privateKey: await sealSecret(sealer, input.record.privateKey) },
+        record: {
+          ...input.record,
+          privateKey: await sealSecret(sealer, input.record.privateKey, key),
+        },
       };
     case RecordKind.jwtSvid:
       return {
         kind: input.kind,
         record: {
           ...input.record,
-          token: await sealSecret(sealer, textEncoder.encode(input.record.token)),
+          token: await sealSecret(sealer, textEncoder.encode(input.record.token), key),
         },
       };
     default:

@@ -6,6 +6,7 @@ import {
   KEY_AGENT,
   KEY_BUNDLE,
   KEY_SYNC,
+  PREFIX_DEVICE,
   PREFIX_ENTRY,
   PREFIX_FEDERATED,
   PREFIX_JWT,
@@ -29,6 +30,8 @@ export interface Tables {
   sync: SyncStateRecord | undefined;
   x509Svids: Map<string, X509SvidRecord>;
   jwtSvids: Map<string, JwtSvidRecord>;
+  /** Device records by name (`device:<name>`). */
+  devices: Map<string, Uint8Array>;
 }
 
 /** An immutable snapshot over `t` (the maps are shared, never mutated afterwards). */
@@ -47,6 +50,7 @@ export function freezeSnapshot(
     sync: t.sync,
     x509Svids: t.x509Svids,
     jwtSvids: t.jwtSvids,
+    devices: t.devices,
   });
 }
 
@@ -60,5 +64,6 @@ export function snapshotHas(s: AgentStoreSnapshot, key: string): boolean {
   if (key.startsWith(PREFIX_ENTRY)) return s.entries.has(key.slice(PREFIX_ENTRY.length));
   if (key.startsWith(PREFIX_X509)) return s.x509Svids.has(key.slice(PREFIX_X509.length));
   if (key.startsWith(PREFIX_JWT)) return s.jwtSvids.has(key.slice(PREFIX_JWT.length));
+  if (key.startsWith(PREFIX_DEVICE)) return s.devices.has(key.slice(PREFIX_DEVICE.length));
   return false;
 }

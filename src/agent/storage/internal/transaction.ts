@@ -4,7 +4,10 @@
  * order for the store to resolve against its snapshot at commit time.
  */
 import type { AgentStoreTransaction, ClearableKind } from '../agent-store.js';
+import type { DeviceRecord } from '../layout.js';
 import {
+  DEVICE_RECORD_MAX_BYTES,
+  isDeviceRecordName,
   isSpiffeIdLike,
   KEY_AGENT,
   KEY_BUNDLE,
@@ -160,6 +163,25 @@ function copyJwt(s: JwtSvidRecord): JwtSvidRecord {
   });
 }
 
+/** Checks a device record name (see `isDeviceRecordName`). */
+export function deviceName(name: unknown): string {
+  if (!isDeviceRecordName(name)) {
+    throw new TypeError(
+      'device record name must be 1 to 63 characters of a-z, 0-9, ".", "_", "-", starting with a letter or digit',
+    );
+  }
+  return name;
+}
+
+/** Checks and copies a device record value. */
+export function copyDevice(value: Uint8Array): DeviceRecord {
+  const b = bytes(value, 'device record');
+  if (b.length > DEVICE_RECORD_MAX_BYTES) {
+    throw new TypeError(`device record must be at most ${String(DEVICE_RECORD_MAX_BYTES)} bytes`);
+  }
+  return Object.freeze({ bytes: b });
+}
+
 /** One recorded change. */
 export type Change =
   | { kind: 'put'; key: string; value: StoredRecordInput }
@@ -174,7 +196,8 @@ export type StoredRecordInput =
   | { kind: typeof RecordKind.entry; record: EntryRecord }
   | { kind: typeof RecordKind.sync; record: SyncStateRecord }
   | { kind: typeof RecordKind.x509Svid; record: X509SvidRecord }
-  | { kind: typeof RecordKind.jwtSvid; record: JwtSvidRecord };
+  | { kind: typeof RecordKind.jwtSvid; record: JwtSvidRecord }
+  | { kind: typeof RecordKind.device; record: DeviceRecord };
 
 export const ALL_KINDS: readonly ClearableKind[] = [
   'agent',
@@ -293,6 +316,15 @@ export class Transaction implements AgentStoreTransaction {
   deleteJwtSvid(spiffeId: string, audience: readonly string[]): this {
     if (!Array.isArray(audience)) throw new TypeError('audience must be an array');
     return this.#del(keys.jwtSvid(nonEmpty(spiffeId, 'spiffeId'), audience));
+  }
+
+  putDeviceRecord(name: string, value: Uint8Array): this {
+    const record = copyDevice(value);
+    return this.#put(keys.device(deviceName(name)), { kind: RecordKind.device, record });
+  }
+
+  deleteDeviceRecord(name: string): this {
+    return this.#del(keys.device(deviceName(name)));
   }
 
   clear(kinds: readonly ClearableKind[] = ALL_KINDS): this {
