@@ -180,6 +180,8 @@ async function createTpmPlugin(
       : { pcrBanks: d.pcr_banks as ('sha1' | 'sha256' | 'sha384' | 'sha512')[] }),
     ...(d.pcr_indices === undefined ? {} : { pcrIndices: d.pcr_indices.map(Number) }),
     dataDir: config.agent.dataDir,
+    eventLogPath: d.event_log_path,
+    onEventLogProblem: (message) => log.warn(message),
     sealSecrets: d.seal_secrets,
     ...(d.seal_pcrs === undefined ? {} : { sealPcrs: d.seal_pcrs.map(Number) }),
     onSealerOpen: (e) =>

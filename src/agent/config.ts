@@ -186,6 +186,7 @@ export const agentTpmPlugin = definePlugin(
       checkItem: (i) =>
         /^(?:[0-9]|1[0-9]|2[0-3])$/.test(i) ? undefined : 'must be a PCR index 0 to 23',
     }),
+    event_log_path: string({ default: '/sys/kernel/security/tpm0/binary_bios_measurements' }),
     seal_secrets: boolean({ default: true }),
     seal_pcrs: stringList({
       checkItem: (i) =>

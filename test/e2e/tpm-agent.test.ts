@@ -1,6 +1,8 @@
 /**
  * TPM attestation end to end, as an operator drives it, with real processes and a real swtpm:
  *
+ * 0. "firmware" measures a boot into the swtpm (tpm2_pcrextend of each event of a TCG event
+ *    log with Secure Boot on) and leaves the log where the agent's `event_log_path` points;
  * 1. on the device, `tpm-enroll` prints the enrollment record and writes a firmware policy
  *    from the device's current PCRs (`-writePolicy`) into the server's policy directory;
  * 2. `spire-server entry create -node -spiffeID spiffe://example.org/gw/1 -selector
@@ -8,8 +10,10 @@
  *    alias for the firmware policy (`-selector tpm:policy:gw-fw`) and a workload entry under
  *    that;
  * 3. `spire-agent run` with `NodeAttestor "tpm"` attests with the swtpm; a workload gets both
- *    SVIDs; `agent show` lists the TPM selectors and says the policy is satisfied;
- * 4. a PCR is extended (a firmware change): at the agent's next SVID renewal it re-attests
+ *    SVIDs; `agent show` lists the TPM selectors (with `tpm:secure_boot:true` from the replayed
+ *    event log) and says the policy is satisfied;
+ * 4. a PCR is extended and the event logged (a firmware change): at the agent's next SVID
+ *    renewal it re-attests
  *    with a fresh quote, loses `tpm:policy:gw-fw`, and the workload's stream drops the
  *    policy-bound SVID while keeping the other; `agent show` says which PCR broke the policy.
  */
@@ -17,7 +21,15 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseEventLog } from '../../src/tpm/index.js';
 import { type SwtpmInstance, startSwtpm } from '../harness/swtpm.js';
+import {
+  ALG,
+  agileLog,
+  agileRecord,
+  EV,
+  pcr7Events,
+} from '../unit/tpm/support/event-log-builder.js';
 import {
   agentApiPort,
   ensureBuilt,
@@ -39,6 +51,8 @@ const TD = 'example.org';
 const dir = mkdtempSync(join(tmpdir(), 'e2e-tpm-agent-'));
 const policyDir = join(dir, 'policies');
 const ekCaPath = join(dir, 'ek-ca.pem');
+const eventLogPath = join(dir, 'binary_bios_measurements');
+const SPEC = { algorithms: [[ALG.sha256, 32]] as Array<readonly [number, number]> };
 let server: ServiceProcess | undefined;
 let agent: ServiceProcess | undefined;
 let workload: WorkloadProcess | undefined;
@@ -53,6 +67,14 @@ beforeAll(async () => {
   ensureBuilt(join(ROOT, 'dist', 'agent', 'cli', 'main.js'));
   tpm = await startSwtpm({ uniqueEk: true });
   mkdirSync(policyDir, { mode: 0o700 });
+  // The boot the firmware measured: S-CRTM version, separators, PCR 7 with Secure Boot on.
+  const log = agileLog(SPEC, [
+    { pcr: 0, type: EV.S_CRTM_VERSION, data: 'gateway firmware 2026.1' },
+    ...[0, 1, 2, 3, 4, 5, 6].map((pcr) => ({ pcr, type: EV.SEPARATOR, data: '\0\0\0\0' })),
+    ...pcr7Events(Uint8Array.of(1)),
+  ]);
+  await measure(log);
+  writeFileSync(eventLogPath, log);
   writeFileSync(ekCaPath, tpm.ekCaCertPaths.map((p) => readFileSync(p, 'utf8')).join(''));
   const cfg = writeServerConfig({
     dir,
@@ -77,6 +99,15 @@ afterAll(async () => {
   await tpm?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** Extends every measured event of `log` into the swtpm, as firmware would. */
+async function measure(log: Uint8Array): Promise<void> {
+  for (const e of parseEventLog(log).events) {
+    if (e.type === EV.NO_ACTION) continue;
+    const digest = Buffer.from(e.digests.get('sha256')!).toString('hex');
+    await tpm.tpm2(['pcrextend', `${e.pcrIndex}:sha256=${digest}`]);
+  }
+}
 
 function svidIds(e: WorkloadEvent): string[] {
   return ((e['svids'] ?? []) as Array<{ id: string }>).map((s) => s.id).sort();
@@ -142,6 +173,7 @@ describe('TPM-attested agent (swtpm, real processes)', () => {
       nodeAttestor: `NodeAttestor "tpm" {
     plugin_data {
       tcti = "${tpm.tcti}"
+      event_log_path = "${eventLogPath}"
     }
   }`,
     });
@@ -154,12 +186,25 @@ describe('TPM-attested agent (swtpm, real processes)', () => {
     const shown = await agentShow();
     expect(shown).toMatch(new RegExp(`^Selectors\\s+: tpm:pub_hash:${pubHash}$`, 'm'));
     expect(shown).toMatch(/^Selectors\s+: tpm:policy:gw-fw$/m);
-    expect(shown).toMatch(/^Selectors\s+: tpm:pcr:sha256:7:0{64}$/m);
+    expect(shown).toMatch(/^Selectors\s+: tpm:secure_boot:true$/m);
+    expect(shown).toMatch(
+      /^Event log\s+: crypto-agile, \d+ events, replay matches the quote for sha256 0-7, Secure Boot on$/m,
+    );
+    const pcr7Before = /^Selectors\s+: tpm:pcr:sha256:7:([0-9a-f]{64})$/m.exec(shown)?.[1];
+    expect(pcr7Before).toBeDefined();
     expect(shown).toMatch(/^Firmware policy\s+: gw-fw: satisfied$/m);
     expect(shown).toMatch(/^TPM EK\s+: pub_hash [0-9a-f]{64}, manufacturer id:/m);
 
-    // 4. A firmware change: PCR 7 extended. The next renewal re-attests and loses the policy.
-    await tpm.tpm2(['pcrextend', `7:sha256=${'ab'.repeat(32)}`]);
+    // 4. A firmware change: a new db certificate measured into PCR 7 and logged. The next
+    // renewal re-attests (the log still replays) and loses the policy.
+    const change = agileRecord(SPEC.algorithms, {
+      pcr: 7,
+      type: EV.EFI_VARIABLE_AUTHORITY,
+      data: 'db: new signing certificate',
+    });
+    const log2 = new Uint8Array(Buffer.concat([readFileSync(eventLogPath), change]));
+    await measure(new Uint8Array(Buffer.concat([agileLog(SPEC, []), change])));
+    writeFileSync(eventLogPath, log2);
     const changedAt = Date.now();
     for (;;) {
       e = await workload.next(60_000);
@@ -171,7 +216,9 @@ describe('TPM-attested agent (swtpm, real processes)', () => {
 
     const after = await agentShow();
     expect(after).not.toMatch(/tpm:policy:gw-fw/);
-    expect(after).toMatch(/^Selectors\s+: tpm:pcr:sha256:7:(?!0{64})[0-9a-f]{64}$/m);
+    expect(after).toMatch(/^Selectors\s+: tpm:pcr:sha256:7:[0-9a-f]{64}$/m);
+    expect(after).not.toContain(`tpm:pcr:sha256:7:${pcr7Before}`);
+    expect(after).toMatch(/^Selectors\s+: tpm:secure_boot:true$/m);
     expect(after).toMatch(
       /^Firmware policy\s+: gw-fw: sha256 PCR 7 is [0-9a-f]{64}, not the digest the policy allows$/m,
     );

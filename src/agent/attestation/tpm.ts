@@ -29,6 +29,7 @@ import {
   decodeTpmChallenge,
   encodeTpmPayload,
   encodeTpmResponse,
+  TPM_MAX_EVENT_LOG,
   type TpmChallenge,
   type TpmWireQuote,
   tpmQuoteNonce,
@@ -75,6 +76,51 @@ export interface TpmAttestorClientOptions {
    * unreachable) must not hold the TPM through the retry backoff.
    */
   readonly sessionTimeoutMs?: number;
+  /**
+   * Reads the platform's TCG firmware event log, sent with the quotes (read after them, so it
+   * holds every event the quoted PCRs include). Resolves undefined when there is none.
+   */
+  readonly readEventLog?: () => Promise<Uint8Array | undefined>;
+}
+
+/** Where Linux exposes the firmware event log (securityfs). */
+export const DEFAULT_EVENT_LOG_PATH = '/sys/kernel/security/tpm0/binary_bios_measurements';
+
+/**
+ * An event log reader for {@link TpmAttestorClientOptions.readEventLog}: the file at `path`;
+ * a missing file (no firmware log: a VM without one, swtpm) is no log; an unreadable one
+ * (securityfs is root-only on most distributions) is no log and is reported once through
+ * `onProblem`, so attestation still works without the log's selectors. A log larger than
+ * the wire allows is reported and not sent.
+ */
+export function fileEventLogReader(
+  path: string,
+  onProblem: (message: string) => void = () => {},
+): () => Promise<Uint8Array | undefined> {
+  let reported = false;
+  const report = (message: string): undefined => {
+    if (!reported) onProblem(message);
+    reported = true;
+    return undefined;
+  };
+  return async () => {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      return report(
+        `the TCG event log ${path} cannot be read (${describeError(err)}): attesting without it, so no tpm:secure_boot selector`,
+      );
+    }
+    if (bytes.length === 0) return undefined;
+    if (bytes.length > TPM_MAX_EVENT_LOG) {
+      return report(
+        `the TCG event log ${path} is ${bytes.length} bytes, more than the ${TPM_MAX_EVENT_LOG} the server accepts: attesting without it`,
+      );
+    }
+    return new Uint8Array(bytes);
+  };
 }
 
 /** The agent's TPM attestor; `close()` releases a TPM left open by an abandoned attestation. */
@@ -351,7 +397,10 @@ export function createTpmAttestorClient(options: TpmAttestorClientOptions): TpmA
           const pcrs = await s.tpm.readPcrs(sel);
           quotes.push({ quoted: q.quoted, signature: q.signature, pcrs });
         }
-        return encodeTpmResponse({ secret, quotes });
+        const eventLog = await options.readEventLog?.();
+        return encodeTpmResponse(
+          eventLog === undefined ? { secret, quotes } : { secret, quotes, eventLog },
+        );
       } finally {
         if (session === s) await endSession();
       }
@@ -375,6 +424,10 @@ export interface TpmAttestorClientConfig {
   readonly sealPcrs?: readonly number[];
   /** Told what the sealer did at store open (the agent logs it). */
   readonly onSealerOpen?: (event: TpmSealerOpenEvent) => void;
+  /** `event_log_path` (default {@link DEFAULT_EVENT_LOG_PATH}; empty: never send a log). */
+  readonly eventLogPath?: string;
+  /** Told once when the event log exists but cannot be sent (the agent logs it). */
+  readonly onEventLogProblem?: (message: string) => void;
 }
 
 /** Creates the attestor from configuration over a {@link TpmAccess} and an AK store. */
@@ -382,6 +435,7 @@ export function tpmAttestorClientFromConfig(
   config: TpmAttestorClientConfig & { readonly access: TpmAccess; readonly akStore: TpmAkStore },
 ): TpmAttestorClient {
   const indices = config.pcrIndices ?? [];
+  const eventLogPath = config.eventLogPath ?? DEFAULT_EVENT_LOG_PATH;
   const pcrs =
     indices.length === 0
       ? []
@@ -394,6 +448,9 @@ export function tpmAttestorClientFromConfig(
     ...(config.ekAlgorithm === undefined ? {} : { ekAlgorithm: config.ekAlgorithm }),
     pcrs,
     akStore: config.akStore,
+    ...(eventLogPath === ''
+      ? {}
+      : { readEventLog: fileEventLogReader(eventLogPath, config.onEventLogProblem) }),
   });
 }
 

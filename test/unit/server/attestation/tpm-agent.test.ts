@@ -5,19 +5,24 @@
  * closed after each attestation, and malformed or out-of-order challenges refused.
  */
 import { createPublicKey } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   createTpmAttestorClient,
   fileAkStore,
+  fileEventLogReader,
   tpmAkPath,
 } from '../../../../src/agent/attestation/tpm.js';
 import { ManualClock } from '../../../../src/common/clock.js';
 import { SpireEdgeError } from '../../../../src/common/errors.js';
 import { cryptoRandom } from '../../../../src/common/random.js';
 import { createTpmAttestor } from '../../../../src/server/attestation/tpm.js';
+import {
+  decodeTpmResponse,
+  TPM_MAX_EVENT_LOG,
+} from '../../../../src/server/attestation/tpm-wire.js';
 import type { AkBlobs, LoadedAk, Tpm } from '../../../../src/tpm/device/tpm.js';
 import {
   EkCaPool,
@@ -174,5 +179,64 @@ describe('agent tpm attestor', () => {
     await expect(client.respond(challenge!)).rejects.toMatchObject({
       code: 'ERR_AGENT_ATTESTATION_INVALID',
     });
+  });
+});
+
+describe('agent tpm attestor: the TCG event log', () => {
+  it('sends the log read after the quotes, and none when the reader has none', async () => {
+    const device = new SoftDevice();
+    let reads = 0;
+    let log: Uint8Array | undefined = new Uint8Array([1, 2, 3]);
+    const client = createTpmAttestorClient({
+      openTpm: async () => device.open(),
+      akStore: fileAkStore(join(dir, 'log-ak.json')),
+      readEventLog: async () => {
+        reads++;
+        return log;
+      },
+    });
+    let sent: Uint8Array | undefined;
+    await client.payload();
+    expect(reads).toBe(0);
+    // The server attestor would refuse these bytes as a log: only the wire is checked here.
+    let challenge: Uint8Array | undefined;
+    await server
+      .attest(
+        await client.payload(),
+        async (c) => {
+          challenge = c;
+          throw new Error('stop after the challenge');
+        },
+        {},
+      )
+      .catch(() => {});
+    await client.payload();
+    sent = decodeTpmResponse(await client.respond(challenge!)).eventLog;
+    expect(reads).toBe(1);
+    expect(sent).toEqual(new Uint8Array([1, 2, 3]));
+    log = undefined;
+    await client.payload();
+    expect(decodeTpmResponse(await client.respond(challenge!)).eventLog).toBeUndefined();
+  });
+
+  it('fileEventLogReader: missing is no log; unreadable or oversized is reported once and not sent', async () => {
+    const problems: string[] = [];
+    expect(await fileEventLogReader(join(dir, 'absent'), (m) => problems.push(m))()).toBe(
+      undefined,
+    );
+    expect(problems).toEqual([]);
+    const path = join(dir, 'log.bin');
+    writeFileSync(path, Buffer.from([9, 8, 7]));
+    expect(await fileEventLogReader(path)()).toEqual(new Uint8Array([9, 8, 7]));
+    // A directory stands in for an unreadable file (the tests run as root).
+    const unreadable = fileEventLogReader(dir, (m) => problems.push(m));
+    expect(await unreadable()).toBeUndefined();
+    expect(await unreadable()).toBeUndefined();
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/cannot be read .*attesting without it/);
+    const big = join(dir, 'big.bin');
+    writeFileSync(big, Buffer.alloc(TPM_MAX_EVENT_LOG + 1));
+    expect(await fileEventLogReader(big, (m) => problems.push(m))()).toBeUndefined();
+    expect(problems[1]).toMatch(/more than the 1048576 the server accepts/);
   });
 });
