@@ -2,28 +2,37 @@
  * `tpm-enroll`: device provisioning (docs/tpm-enroll.md). On the device, reads the EK (public
  * area and, when the manufacturer stored one, its certificate) and PCR values, and prints the
  * enrollment record with the `spire-server entry create -node …` command that binds a SPIFFE
- * ID to the device. With `-register`, on the server host, it also creates that node alias entry
- * through the admin socket (idempotent; `-replace` to rebind an alias to another device).
+ * ID to the device. It can also create that node alias entry itself:
+ * - `-register`, on the server host, through the admin socket (idempotent; `-replace` to
+ *   rebind an alias to another device);
+ * - `-serverAddress` with a one-time provisioning token (`spire-server enrollment token
+ *   generate`), from the device over the network: the server's agent API port, TLS, the server
+ *   checked against `-trustBundle`. The token (`-provisioningToken`, `-provisioningTokenFile`
+ *   or env `SPIRE_EDGE_PROVISIONING_TOKEN`) carries the alias and the permission to replace.
  * bin/tpm-enroll calls {@link main} through bin/launch.js.
  *
  * Flags are SPIRE-style (Go `flag` syntax, single dash, camelCase):
  * `-tcti`, `-ekAlgorithm`, `-pcrs`, `-trustDomain`, `-spiffeID`, `-output`, `-register`,
- * `-socketPath`, `-replace`, `-writePolicy` with `-policyName`.
+ * `-socketPath`, `-replace`, `-serverAddress`, `-serverPort`, `-trustBundle`,
+ * `-provisioningToken`, `-provisioningTokenFile`, `-writePolicy` with `-policyName`.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { FlagSet, isFlagError } from '../common/cli/flag-set.js';
 import type { CliIo } from '../common/cli/io.js';
 import { outputFlag } from '../common/cli/output-flag.js';
 import { describeCliError } from '../common/cli/rpc-error.js';
-import { SpireEdgeError } from '../common/errors.js';
+import { describeError, SpireEdgeError } from '../common/errors.js';
+import { looksLikePem } from '../common/pem.js';
 import {
   firmwarePolicyFromJson,
   formatFirmwarePolicy,
   isValidPolicyName,
 } from '../policy/firmware-policy.js';
 import { parseSpiffeId, parseTrustDomain } from '../spiffe/id.js';
+import { splitCertificates } from '../spiffe/x509-cert.js';
 import type { EkAlgorithm, PcrBank, Tpm } from '../tpm/device/tpm.js';
+import type { EnrollmentClient } from './network.js';
 import { buildEnrollmentRecord, type EnrollmentRecord, formatEnrollmentRecord } from './record.js';
 import type { EntryClient, RegisterResult } from './register.js';
 
@@ -33,6 +42,10 @@ export const DEFAULT_TCTI = 'device:/dev/tpmrm0';
 export const DEFAULT_PCRS = 'sha256:0,1,2,3,4,5,6,7';
 /** SPIRE's default server admin socket. */
 export const DEFAULT_SOCKET_PATH = '/tmp/spire-server/private/api.sock';
+/** SPIRE's default agent API port (where the enrollment service listens too). */
+export const DEFAULT_SERVER_PORT = 8081;
+/** The environment variable `-provisioningToken` falls back to (keeps the token out of `ps`). */
+export const PROVISIONING_TOKEN_ENV = 'SPIRE_EDGE_PROVISIONING_TOKEN';
 
 const EK_ALGORITHMS: readonly EkAlgorithm[] = ['rsa', 'ecc-p256', 'ecc-p384'];
 const BANKS: readonly PcrBank[] = ['sha1', 'sha256', 'sha384', 'sha512'];
@@ -48,6 +61,15 @@ export interface EnrollMainOptions {
   readonly entryClient?: (
     socketPath: string,
   ) => { client: EntryClient; close(): void } | Promise<{ client: EntryClient; close(): void }>;
+  /** The enrollment API client for `-serverAddress` (default: TLS, checked against the bundle). */
+  readonly enrollmentClient?: (server: {
+    host: string;
+    port: number;
+    trustDomain: string;
+    bundle: readonly Uint8Array[];
+  }) =>
+    | { client: EnrollmentClient; close(): void }
+    | Promise<{ client: EnrollmentClient; close(): void }>;
 }
 
 function usageError(message: string): SpireEdgeError {
@@ -114,6 +136,27 @@ function defineFlags(fs: FlagSet) {
       false,
       'With -register: rebind the alias if it is bound to another device',
     ),
+    serverAddress: fs.string(
+      'serverAddress',
+      '',
+      'Register over the network: the server (agent API) host, with a provisioning token',
+    ),
+    serverPort: fs.int('serverPort', DEFAULT_SERVER_PORT, 'Port of the server agent API'),
+    trustBundle: fs.string(
+      'trustBundle',
+      '',
+      "With -serverAddress: PEM file of the server's trust bundle (spire-server bundle show)",
+    ),
+    provisioningToken: fs.string(
+      'provisioningToken',
+      '',
+      `One-time provisioning token (spire-server enrollment token generate); default env ${PROVISIONING_TOKEN_ENV}`,
+    ),
+    provisioningTokenFile: fs.string(
+      'provisioningTokenFile',
+      '',
+      'File holding the provisioning token',
+    ),
     writePolicy: fs.string(
       'writePolicy',
       '',
@@ -178,11 +221,18 @@ async function defaultEntryClient(
   return { client: createClient(entryv1.Entry, transport), close: () => transport.close() };
 }
 
+/** The record and the raw EK bytes it was built from (sent as read for network enrollment). */
+interface DeviceRead {
+  readonly record: EnrollmentRecord;
+  readonly ekPublic: Uint8Array;
+  readonly ekCertificate: Uint8Array | undefined;
+}
+
 async function readRecord(
   f: Flags,
   alias: { spiffeId?: string; trustDomain?: string },
   open: (tcti: string) => Promise<EnrollTpm>,
-): Promise<EnrollmentRecord> {
+): Promise<DeviceRead> {
   const alg = f.ekAlgorithm.value as EkAlgorithm;
   const selections = parsePcrFlag(f.pcrs.value);
   const tpm = await open(f.tcti.value);
@@ -191,7 +241,7 @@ async function readRecord(
     const ekCertificate = await tpm.readEkCertificate(alg);
     const pcrs = new Map<string, ReadonlyMap<number, Uint8Array>>();
     for (const s of selections) pcrs.set(s.bank, await tpm.readPcrs(s));
-    return buildEnrollmentRecord({
+    const record = buildEnrollmentRecord({
       ekAlgorithm: alg,
       ekPublic,
       ekCertificate,
@@ -199,6 +249,7 @@ async function readRecord(
       spiffeId: alias.spiffeId,
       trustDomain: alias.trustDomain,
     });
+    return { record, ekPublic, ekCertificate };
   } finally {
     await tpm.close();
   }
@@ -224,6 +275,95 @@ export function policyFromRecord(record: EnrollmentRecord, name: string): string
     '-writePolicy',
   );
   return formatFirmwarePolicy(policy);
+}
+
+/** What `-serverAddress` needs, read and checked before the TPM is opened. */
+interface NetworkTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly trustDomain: string;
+  readonly bundle: Uint8Array[];
+  readonly token: string;
+}
+
+async function networkTarget(
+  f: Flags,
+  alias: { spiffeId?: string; trustDomain?: string },
+  io: CliIo,
+): Promise<NetworkTarget | undefined> {
+  const tokenFlags = [
+    ['-provisioningToken', f.provisioningToken.value],
+    ['-provisioningTokenFile', f.provisioningTokenFile.value],
+    ['-trustBundle', f.trustBundle.value],
+  ] as const;
+  if (f.serverAddress.value === '') {
+    const given = tokenFlags.find(([, v]) => v !== '');
+    if (given !== undefined) throw usageError(`${given[0]} needs -serverAddress`);
+    return undefined;
+  }
+  if (f.register.value) throw usageError('-register and -serverAddress exclude each other');
+  if (f.replace.value) {
+    throw usageError(
+      '-replace does not apply with -serverAddress: the provisioning token carries it (spire-server enrollment token generate -replace)',
+    );
+  }
+  if (alias.spiffeId === undefined) {
+    throw usageError("-serverAddress needs -spiffeID (the provisioning token's alias)");
+  }
+  const port = f.serverPort.value;
+  if (port < 1n || port > 65535n) throw usageError('-serverPort must be in 1..65535');
+  if (f.trustBundle.value === '') {
+    throw usageError("-serverAddress needs -trustBundle (the server's trust bundle PEM file)");
+  }
+  if (f.provisioningToken.value !== '' && f.provisioningTokenFile.value !== '') {
+    throw usageError('-provisioningToken and -provisioningTokenFile exclude each other');
+  }
+  const cwd = io.cwd ?? process.cwd();
+  let token = f.provisioningToken.value;
+  if (f.provisioningTokenFile.value !== '') {
+    const path = resolvePath(cwd, f.provisioningTokenFile.value);
+    try {
+      token = (await readFile(path, 'utf8')).trim();
+    } catch (err) {
+      throw usageError(`-provisioningTokenFile: cannot read ${path}: ${describeError(err)}`);
+    }
+  }
+  if (token === '') token = (io.env[PROVISIONING_TOKEN_ENV] ?? '').trim();
+  if (token === '') {
+    throw usageError(
+      `-serverAddress needs a provisioning token (-provisioningToken, -provisioningTokenFile or env ${PROVISIONING_TOKEN_ENV})`,
+    );
+  }
+  const bundlePath = resolvePath(cwd, f.trustBundle.value);
+  let bundle: Uint8Array[];
+  try {
+    const bytes = await readFile(bundlePath);
+    bundle = splitCertificates(
+      looksLikePem(bytes) ? bytes.toString('utf8') : new Uint8Array(bytes),
+    );
+  } catch (err) {
+    throw usageError(
+      `-trustBundle: cannot read certificates from ${bundlePath}: ${describeError(err)}`,
+    );
+  }
+  if (bundle.length === 0) throw usageError(`-trustBundle: ${bundlePath} holds no certificates`);
+  return {
+    host: f.serverAddress.value,
+    port: Number(port),
+    trustDomain: alias.trustDomain!,
+    bundle,
+    token,
+  };
+}
+
+async function defaultEnrollmentClient(server: {
+  host: string;
+  port: number;
+  trustDomain: string;
+  bundle: readonly Uint8Array[];
+}): Promise<{ client: EnrollmentClient; close(): void }> {
+  const { connectEnrollmentClient } = await import('./network.js');
+  return connectEnrollmentClient(server);
 }
 
 function describeRegistration(r: RegisterResult, spiffeId: string, hash: string): string {
@@ -270,7 +410,9 @@ export async function main(
         `-ekAlgorithm: ${JSON.stringify(f.ekAlgorithm.value)} is not one of ${EK_ALGORITHMS.join(', ')}`,
       );
     }
-    if (f.replace.value && !f.register.value) throw usageError('-replace needs -register');
+    if (f.replace.value && !f.register.value && f.serverAddress.value === '') {
+      throw usageError('-replace needs -register');
+    }
     const alias = aliasOf(f);
     if (f.register.value && alias.spiffeId === undefined) {
       throw usageError('-register needs -spiffeID (the node alias to create)');
@@ -283,14 +425,32 @@ export async function main(
         `-policyName: ${JSON.stringify(f.policyName.value)} must be 1..128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`,
       );
     }
-    const record = await readRecord(f, alias, options.openTpm ?? defaultOpenTpm);
+    const target = await networkTarget(f, alias, io);
+    const device = await readRecord(f, alias, options.openTpm ?? defaultOpenTpm);
+    const { record } = device;
     if (f.writePolicy.value !== '') {
       const path = resolvePath(io.cwd ?? process.cwd(), f.writePolicy.value);
       await writeFile(path, policyFromRecord(record, f.policyName.value), { flag: 'wx' });
     }
 
     let registration: RegisterResult | undefined;
-    if (f.register.value) {
+    if (target !== undefined) {
+      const conn = await (options.enrollmentClient ?? defaultEnrollmentClient)(target);
+      const { enrollDevice } = await import('./network.js');
+      try {
+        registration = await enrollDevice({
+          client: conn.client,
+          token: target.token,
+          spiffeId: alias.spiffeId!,
+          ekPublic: device.ekPublic,
+          ekCertificate: device.ekCertificate,
+          pubHash: record.pub_hash,
+          server: `${target.host}:${target.port}`,
+        });
+      } finally {
+        conn.close();
+      }
+    } else if (f.register.value) {
       const socket = resolvePath(io.cwd ?? process.cwd(), f.socketPath.value);
       const conn = await (options.entryClient ?? defaultEntryClient)(socket);
       const { registerDevice } = await import('./register.js');

@@ -14,9 +14,9 @@ import { nameAttributes } from '../spiffe/x509-cert.js';
 import { ekCertMatchesPublic, parseEkCertificate } from '../tpm/ek-certificate.js';
 import { parseTpm2bPublic } from '../tpm/public-area.js';
 import { pubHash, spkiFromTpmtPublic } from '../tpm/public-key.js';
+import { TPM_SELECTOR_TYPE } from './alias-plan.js';
 
-/** The selector type of the `tpm` NodeAttestor. */
-export const TPM_SELECTOR_TYPE = 'tpm';
+export { TPM_SELECTOR_TYPE } from './alias-plan.js';
 
 /** The SPIFFE ID path of the server, the parent of node alias entries (SPIRE's). */
 export const SERVER_ID_PATH = '/spire/server';

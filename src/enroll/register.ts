@@ -9,6 +9,9 @@
  * in which case its `tpm:pub_hash` selectors are replaced by this device's (other selectors
  * are kept).
  *
+ * The alias rules themselves are alias-plan.ts's (shared with the server's enrollment
+ * service, which applies them for devices enrolling with a provisioning token).
+ *
  * Trusts: the admin API's answers; access control is the socket's (the server's).
  */
 import { create } from '@bufbuild/protobuf';
@@ -16,7 +19,16 @@ import type { Client } from '@connectrpc/connect';
 import { SpireEdgeError } from '../common/errors.js';
 import { type entryv1, types } from '../protocol/index.js';
 import { parseSpiffeId } from '../spiffe/id.js';
-import { SERVER_ID_PATH, TPM_SELECTOR_TYPE } from './record.js';
+import {
+  otherAliasesOf,
+  outcomeOf,
+  planAliasBinding,
+  pubHashSelector,
+  type RegisterOutcome,
+} from './alias-plan.js';
+import { SERVER_ID_PATH } from './record.js';
+
+export type { RegisterOutcome } from './alias-plan.js';
 
 /** Error codes of registration. */
 export type EnrollErrorCode = 'ERR_ENROLL_ALIAS_CONFLICT' | 'ERR_ENROLL_REGISTER_FAILED';
@@ -26,9 +38,6 @@ export type EntryClient = Pick<
   Client<typeof entryv1.Entry>,
   'listEntries' | 'batchCreateEntry' | 'batchUpdateEntry'
 >;
-
-/** What {@link registerDevice} did. */
-export type RegisterOutcome = 'created' | 'already-registered' | 'replaced';
 
 /** The result of {@link registerDevice}. */
 export interface RegisterResult {
@@ -54,8 +63,6 @@ export interface RegisterOptions {
   readonly replace?: boolean;
 }
 
-const PUB_HASH_PREFIX = 'pub_hash:';
-
 function failed(message: string, cause?: unknown): SpireEdgeError {
   return new SpireEdgeError(
     'ERR_ENROLL_REGISTER_FAILED',
@@ -64,10 +71,8 @@ function failed(message: string, cause?: unknown): SpireEdgeError {
   );
 }
 
-function pubHashesOf(e: types.Entry): string[] {
-  return e.selectors
-    .filter((s) => s.type === TPM_SELECTOR_TYPE && s.value.startsWith(PUB_HASH_PREFIX))
-    .map((s) => s.value.slice(PUB_HASH_PREFIX.length));
+function idText(id: types.SPIFFEID | undefined): string {
+  return `spiffe://${id?.trustDomain ?? ''}${id?.path ?? ''}`;
 }
 
 /**
@@ -90,10 +95,7 @@ export async function registerDevice(o: RegisterOptions): Promise<RegisterResult
   const td = alias.trustDomain.name;
   const spiffeId = create(types.SPIFFEIDSchema, { trustDomain: td, path: alias.path });
   const parentId = create(types.SPIFFEIDSchema, { trustDomain: td, path: SERVER_ID_PATH });
-  const selector = create(types.SelectorSchema, {
-    type: TPM_SELECTOR_TYPE,
-    value: `${PUB_HASH_PREFIX}${o.pubHash}`,
-  });
+  const selector = create(types.SelectorSchema, pubHashSelector(o.pubHash));
 
   /** Alias IDs of other node entries carrying this pub_hash (best effort: [] on failure). */
   const others = async (entryId: string): Promise<string[]> => {
@@ -108,10 +110,15 @@ export async function registerDevice(o: RegisterOptions): Promise<RegisterResult
           }),
         },
       });
-      return resp.entries
-        .filter((e) => e.id !== entryId && pubHashesOf(e).includes(o.pubHash))
-        .map((e) => `spiffe://${e.spiffeId?.trustDomain ?? ''}${e.spiffeId?.path ?? ''}`)
-        .sort();
+      return otherAliasesOf(
+        resp.entries.map((e) => ({
+          id: e.id,
+          spiffeId: idText(e.spiffeId),
+          selectors: e.selectors,
+        })),
+        entryId,
+        o.pubHash,
+      );
     } catch {
       return [];
     }
@@ -133,73 +140,64 @@ export async function registerDevice(o: RegisterOptions): Promise<RegisterResult
     throw failed(`could not list entries for ${o.spiffeId}: ${(err as Error).message}`, err);
   }
 
-  if (existing.length === 0) {
-    const entry = create(types.EntrySchema, { parentId, spiffeId, selectors: [selector] });
-    const resp = await call(() => o.client.batchCreateEntry({ entries: [entry] }), 'create');
-    const r = resp.results[0];
-    if (r === undefined || (r.status?.code ?? 0) !== 0) {
-      throw failed(`could not create the alias entry: ${r?.status?.message ?? 'no result'}`);
+  const plan = planAliasBinding({
+    spiffeId: o.spiffeId,
+    pubHash: o.pubHash,
+    replace: o.replace === true,
+    existing,
+  });
+  switch (plan.action) {
+    case 'create': {
+      const entry = create(types.EntrySchema, {
+        parentId,
+        spiffeId,
+        selectors: plan.selectors.map((s) => create(types.SelectorSchema, s)),
+      });
+      const resp = await call(() => o.client.batchCreateEntry({ entries: [entry] }), 'create');
+      const r = resp.results[0];
+      if (r === undefined || (r.status?.code ?? 0) !== 0) {
+        throw failed(`could not create the alias entry: ${r?.status?.message ?? 'no result'}`);
+      }
+      const entryId = r.entry?.id ?? '';
+      return {
+        outcome: outcomeOf(plan),
+        entryId,
+        previousPubHashes: [],
+        otherAliases: await others(entryId),
+      };
     }
-    const entryId = r.entry?.id ?? '';
-    return {
-      outcome: 'created',
-      entryId,
-      previousPubHashes: [],
-      otherAliases: await others(entryId),
-    };
+    case 'keep':
+      return {
+        outcome: outcomeOf(plan),
+        entryId: plan.entryId,
+        previousPubHashes: [o.pubHash],
+        otherAliases: await others(plan.entryId),
+      };
+    case 'replace': {
+      const update = create(types.EntrySchema, {
+        id: plan.entryId,
+        selectors: plan.selectors.map((s) => create(types.SelectorSchema, s)),
+      });
+      const resp = await call(
+        () =>
+          o.client.batchUpdateEntry({
+            entries: [update],
+            inputMask: create(types.EntryMaskSchema, { selectors: true }),
+          }),
+        'update',
+      );
+      const r = resp.results[0];
+      if (r === undefined || (r.status?.code ?? 0) !== 0) {
+        throw failed(`could not update the alias entry: ${r?.status?.message ?? 'no result'}`);
+      }
+      return {
+        outcome: outcomeOf(plan),
+        entryId: plan.entryId,
+        previousPubHashes: plan.previousPubHashes,
+        otherAliases: await others(plan.entryId),
+      };
+    }
   }
-
-  const same = existing.find((e) => pubHashesOf(e).includes(o.pubHash));
-  if (same !== undefined) {
-    return {
-      outcome: 'already-registered',
-      entryId: same.id,
-      previousPubHashes: [o.pubHash],
-      otherAliases: await others(same.id),
-    };
-  }
-  if (existing.length > 1) {
-    throw new SpireEdgeError(
-      'ERR_ENROLL_ALIAS_CONFLICT',
-      `${o.spiffeId} has ${existing.length} node alias entries: resolve them with spire-server entry show/delete first`,
-    );
-  }
-  const entry = existing[0]!;
-  const previous = pubHashesOf(entry);
-  if (o.replace !== true) {
-    const bound =
-      previous.length > 0 ? `pub_hash ${previous.join(', ')}` : 'selectors without a pub_hash';
-    throw new SpireEdgeError(
-      'ERR_ENROLL_ALIAS_CONFLICT',
-      `${o.spiffeId} is already bound to another device (${bound}, entry ${entry.id}): use -replace to rebind it`,
-      { details: { entryId: entry.id, previousPubHashes: previous } },
-    );
-  }
-  const selectors = [
-    ...entry.selectors.filter(
-      (s) => !(s.type === TPM_SELECTOR_TYPE && s.value.startsWith(PUB_HASH_PREFIX)),
-    ),
-    selector,
-  ];
-  const update = create(types.EntrySchema, { id: entry.id, selectors });
-  const resp = await call(
-    () =>
-      o.client.batchUpdateEntry({
-        entries: [update],
-        inputMask: create(types.EntryMaskSchema, { selectors: true }),
-      }),
-    'update',
-  );
-  const r = resp.results[0];
-  if (r === undefined || (r.status?.code ?? 0) !== 0) {
-    throw failed(`could not update the alias entry: ${r?.status?.message ?? 'no result'}`);
-  }
-  return {
-    outcome: 'replaced',
-    entryId: entry.id,
-    previousPubHashes: previous,
-    otherAliases: await others(entry.id),
-  };
 }
 
 async function call<T>(fn: () => Promise<T>, verb: string): Promise<T> {

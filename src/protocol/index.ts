@@ -28,3 +28,9 @@ export * as sdsv3 from './sdsv3.js';
 
 /** Metadata every Workload API request must carry, with the value `true`. */
 export const WORKLOAD_API_HEADER = 'workload.spiffe.io';
+
+/**
+ * `spire_edge.enrollment.v1` — ours, not SPIRE's: provisioning tokens (admin socket) and
+ * device enrollment (agent API port); see docs/server-api.md.
+ */
+export * as enrollmentv1 from './gen/spire_edge/enrollment/v1/enrollment_pb.js';

@@ -29,6 +29,7 @@ import { parseCertificates } from '../spiffe/x509-cert.js';
 import { EkCaPool } from '../tpm/ek-chain.js';
 import { type AdminServer, startAdminServer } from './api/admin/admin-server.js';
 import { type AgentServer, startAgentServer } from './api/agent/agent-server.js';
+import { createEnrollmentServices, type EnrollmentTpmSettings } from './api/enrollment/index.js';
 import type { ServerNodeAttestor } from './attestation/node-attestor.js';
 import { openPolicyDirectory, type PolicyDirectory } from './attestation/policy-directory.js';
 import { createTpmAttestor, type TpmClockRecord } from './attestation/tpm.js';
@@ -261,10 +262,16 @@ export async function startServer(
       return true;
     };
 
+    const enrollmentTpm = await enrollmentTpmSettings(config);
+    const enrollment = createEnrollmentServices({
+      context,
+      ...(enrollmentTpm === undefined ? {} : { tpm: enrollmentTpm }),
+    });
     const adminServer = await startAdminServer({
       context,
       socketPath: resolve(s.socketPath),
       ready,
+      extraRoutes: enrollment.registerAdmin,
     });
     closers.push(() => adminServer.close());
 
@@ -274,6 +281,7 @@ export async function startServer(
       host: s.bindAddress,
       port: s.bindPort,
       attestors,
+      openServices: [enrollment.agentApi],
     });
     closers.push(() => agentServer.close());
 
@@ -540,6 +548,21 @@ function tpmClockRecordOf(evidence: string): TpmClockRecord | undefined {
   return undefined;
 }
 
+/** The tpm attestor's settings that device enrollment checks EKs with; undefined without one. */
+async function enrollmentTpmSettings(
+  config: ServerConfig,
+): Promise<EnrollmentTpmSettings | undefined> {
+  const na = config.plugins.nodeAttestors.find((a) => a.name === 'tpm');
+  if (na === undefined) return undefined;
+  const d = na.data as TpmNodeAttestorData;
+  const pool = await loadTpmEkCaPool(d);
+  return {
+    requireEkCert: d.require_ek_cert,
+    allowSha1: d.allow_sha1,
+    ...(pool === undefined ? {} : { ekCaPool: pool }),
+  };
+}
+
 async function createConfiguredTpmAttestor(
   d: TpmNodeAttestorData,
   context: ServerContext,
@@ -720,6 +743,7 @@ async function houseKeep(context: ServerContext): Promise<void> {
   const ds = context.dataStore;
   const jobs: Array<[string, () => Promise<unknown>]> = [
     ['join tokens', () => ds.pruneJoinTokens(now)],
+    ['provisioning tokens', () => ds.pruneProvisioningTokens(now)],
     ['entry events', () => ds.pruneEntryEvents(EVENT_RETENTION_SECONDS)],
     ['node events', () => ds.pruneAttestedNodeEvents(EVENT_RETENTION_SECONDS)],
     ['registration entries', () => ds.pruneEntries(now)],

@@ -3,7 +3,7 @@
  * pass. A test file calls {@link runDataStoreContract} with a factory that makes fresh, empty
  * databases; each test gets its own database.
  */
-import { generateKeyPairSync, sign, X509Certificate } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign, X509Certificate } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/common/clock.js';
 import { bitString, oid, seq, set, smallInteger, time, tlv } from '../../src/common/der.js';
@@ -1002,6 +1002,121 @@ export function runDataStoreContract(name: string, factory: () => DataStoreContr
         const results = await Promise.allSettled(attempts);
         const won = results.filter((r) => r.status === 'fulfilled');
         expect(won).toHaveLength(1);
+        for (const r of results) {
+          if (r.status === 'rejected')
+            expect((r.reason as { code?: string }).code).toBe('ERR_DATASTORE_NOT_FOUND');
+        }
+      }
+    });
+  });
+
+  describe(`${name}: provisioning tokens`, () => {
+    const GW1 = `spiffe://${TD}/gw/1`;
+    const GW2 = `spiffe://${TD}/gw/2`;
+
+    it('stores only the hash with the alias, lists without the token, and is single use', async () => {
+      const token = 'Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1u';
+      const rec = await ds.createProvisioningToken({
+        token,
+        spiffeId: GW1,
+        replace: true,
+        expiresAt: T0S + 600,
+      });
+      expect(rec).toEqual({
+        tokenHash: createHash('sha256').update(token).digest('hex'),
+        spiffeId: GW1,
+        replace: true,
+        expiresAt: T0S + 600,
+        createdAt: T0S,
+      });
+      const rows = await db.sql('SELECT * FROM provisioning_tokens');
+      expect(JSON.stringify(rows)).not.toContain(token);
+      expect(await ds.listProvisioningTokens()).toEqual([rec]);
+      await rejectsWith(
+        ds.createProvisioningToken({ token, spiffeId: GW2, expiresAt: T0S + 600 }),
+        'ERR_DATASTORE_ALREADY_EXISTS',
+      );
+      expect(await ds.consumeProvisioningToken(token, T0S + 599)).toEqual(rec);
+      const err = await rejectsWith(
+        ds.consumeProvisioningToken(token, T0S),
+        'ERR_DATASTORE_NOT_FOUND',
+      );
+      expect(err.message).toContain('already used');
+      expect(await ds.listProvisioningTokens()).toEqual([]);
+      await rejectsWith(
+        ds.consumeProvisioningToken('never-issued', T0S),
+        'ERR_DATASTORE_NOT_FOUND',
+      );
+    });
+
+    it('refuses malformed input with ERR_DATASTORE_INVALID_ARGUMENT', async () => {
+      await rejectsWith(ds.consumeProvisioningToken('', T0S), 'ERR_DATASTORE_INVALID_ARGUMENT');
+      await rejectsWith(
+        ds.consumeProvisioningToken('x'.repeat(256), T0S),
+        'ERR_DATASTORE_INVALID_ARGUMENT',
+      );
+      for (const bad of [
+        { token: 't', spiffeId: 'not-an-id', expiresAt: T0S },
+        { token: 't', spiffeId: GW1, expiresAt: -1 },
+        { token: '', spiffeId: GW1, expiresAt: T0S },
+        { token: 't', spiffeId: GW1, expiresAt: T0S, replace: 'yes' },
+      ]) {
+        await rejectsWith(
+          ds.createProvisioningToken(bad as never),
+          'ERR_DATASTORE_INVALID_ARGUMENT',
+        );
+      }
+      await rejectsWith(ds.deleteProvisioningTokens('nope'), 'ERR_DATASTORE_INVALID_ARGUMENT');
+      await rejectsWith(
+        ds.listProvisioningTokens({ bySpiffeId: 'nope' }),
+        'ERR_DATASTORE_INVALID_ARGUMENT',
+      );
+    });
+
+    it('refuses an expired token (and deletes it), prunes, filters and revokes by alias', async () => {
+      await ds.createProvisioningToken({ token: 'old', spiffeId: GW1, expiresAt: T0S - 1 });
+      await ds.createProvisioningToken({ token: 'edge', spiffeId: GW1, expiresAt: T0S });
+      const b = await ds.createProvisioningToken({
+        token: 'b',
+        spiffeId: GW2,
+        expiresAt: T0S + 60,
+      });
+      const a = await ds.createProvisioningToken({
+        token: 'a',
+        spiffeId: GW1,
+        expiresAt: T0S + 90,
+      });
+      expect(b.replace).toBe(false);
+      const err = await rejectsWith(
+        ds.consumeProvisioningToken('edge', T0S),
+        'ERR_DATASTORE_NOT_FOUND',
+      );
+      expect(err.message).toContain('expired');
+      expect((await ds.listProvisioningTokens()).map((t) => t.expiresAt)).toEqual([
+        T0S - 1,
+        T0S + 90,
+        T0S + 60,
+      ]);
+      expect(await ds.pruneProvisioningTokens(T0S)).toBe(1); // 'old'
+      expect(await ds.listProvisioningTokens({ bySpiffeId: GW1 })).toEqual([a]);
+      expect(await ds.deleteProvisioningTokens(GW1)).toBe(1);
+      expect(await ds.deleteProvisioningTokens(GW1)).toBe(0);
+      expect(await ds.listProvisioningTokens()).toEqual([b]);
+      await rejectsWith(ds.consumeProvisioningToken('a', T0S), 'ERR_DATASTORE_NOT_FOUND');
+      expect(await ds.consumeProvisioningToken('b', T0S)).toEqual(b);
+    });
+
+    it('lets exactly one of many concurrent consumers on two servers win', async () => {
+      const other = await open();
+      for (let round = 0; round < 3; round++) {
+        const token = `race-${round}`;
+        await ds.createProvisioningToken({ token, spiffeId: GW1, expiresAt: T0S + 600 });
+        const results = await Promise.allSettled(
+          Array.from({ length: 12 }, (_, i) =>
+            (i % 2 === 0 ? ds : other).consumeProvisioningToken(token, T0S),
+          ),
+        );
+        expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
         for (const r of results) {
           if (r.status === 'rejected')
             expect((r.reason as { code?: string }).code).toBe('ERR_DATASTORE_NOT_FOUND');

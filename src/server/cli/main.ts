@@ -47,6 +47,16 @@ export const SERVER_COMMANDS: Readonly<Record<string, CommandSpec>> = {
   'bundle delete': spec('Deletes federated bundle data', async () =>
     (await import('./bundle/delete.js')).bundleDeleteCommand(),
   ),
+  'enrollment token generate': spec(
+    'Generates a one-time provisioning token for tpm-enroll',
+    async () => (await import('./enrollment/token-generate.js')).enrollmentTokenGenerateCommand(),
+  ),
+  'enrollment token list': spec('Lists unused provisioning tokens', async () =>
+    (await import('./enrollment/token-list.js')).enrollmentTokenListCommand(),
+  ),
+  'enrollment token revoke': spec('Revokes the provisioning tokens of a node alias', async () =>
+    (await import('./enrollment/token-revoke.js')).enrollmentTokenRevokeCommand(),
+  ),
   'entry count': spec('Count registration entries', async () =>
     (await import('./entry/count.js')).entryCountCommand(),
   ),

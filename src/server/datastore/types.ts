@@ -251,6 +251,34 @@ export interface JoinTokenRecord {
 }
 
 // ------------------------------------------------------------------------------------------
+// Provisioning tokens (device enrollment, `tpm-enroll -provisioningToken`)
+
+/**
+ * A stored one-time provisioning token: only the SHA-256 of the token is kept, with the node
+ * alias it authorises. Ours, not SPIRE's (docs/tpm-enroll.md).
+ */
+export interface ProvisioningTokenRecord {
+  /** Lower-case hex SHA-256 of the token's UTF-8 bytes. */
+  readonly tokenHash: string;
+  /** The node alias SPIFFE ID the token lets a device bind itself to. */
+  readonly spiffeId: string;
+  /** Whether the token may rebind an alias already bound to another device. */
+  readonly replace: boolean;
+  /** Expiry (seconds). */
+  readonly expiresAt: number;
+  /** Creation time (seconds, per the datastore's clock). */
+  readonly createdAt: number;
+}
+
+/** A provisioning token to store (the datastore keeps only its hash). */
+export interface NewProvisioningToken {
+  readonly token: string;
+  readonly spiffeId: string;
+  readonly replace?: boolean;
+  readonly expiresAt: number;
+}
+
+// ------------------------------------------------------------------------------------------
 // Bundles
 
 /** An X.509 authority (CA certificate) of a bundle. */
@@ -410,6 +438,23 @@ export interface DataStore {
   consumeJoinToken(token: string, now: number): Promise<JoinTokenRecord>;
   /** Deletes tokens with `expiresAt` before `expiresBefore`; returns how many. */
   pruneJoinTokens(expiresBefore: number): Promise<number>;
+
+  // Provisioning tokens
+  /** Stores the SHA-256 of `token` with its alias; `ERR_DATASTORE_ALREADY_EXISTS` if stored already. */
+  createProvisioningToken(token: NewProvisioningToken): Promise<ProvisioningTokenRecord>;
+  /**
+   * Consumes a provisioning token: deletes it and returns it when it existed and
+   * `expiresAt > now` (seconds). Single use, also across servers: of concurrent consumers
+   * exactly one wins. Rejects with `ERR_DATASTORE_NOT_FOUND` when absent or expired (an
+   * expired token is deleted too).
+   */
+  consumeProvisioningToken(token: string, now: number): Promise<ProvisioningTokenRecord>;
+  /** Stored tokens (expired ones included until pruned), ordered by alias then expiry. */
+  listProvisioningTokens(filter?: { bySpiffeId?: string }): Promise<ProvisioningTokenRecord[]>;
+  /** Deletes every token for the alias `spiffeId`; returns how many. */
+  deleteProvisioningTokens(spiffeId: string): Promise<number>;
+  /** Deletes tokens with `expiresAt` before `expiresBefore`; returns how many. */
+  pruneProvisioningTokens(expiresBefore: number): Promise<number>;
 
   // Bundles
   /** `ERR_DATASTORE_ALREADY_EXISTS` if the trust domain has a bundle. */

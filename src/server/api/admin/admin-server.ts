@@ -56,6 +56,11 @@ export interface AdminServerOptions
   readonly allowedUids?: readonly number[];
   /** Readiness probe of the health service (default: the datastore answers). */
   readonly ready?: () => boolean | Promise<boolean>;
+  /**
+   * Registers more services on the socket, behind the same admin authorization (spire-edge's
+   * own, e.g. the provisioning-token service of src/server/api/enrollment).
+   */
+  readonly extraRoutes?: (router: ConnectRouter) => void;
 }
 
 /** A running admin server. */
@@ -100,6 +105,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const grpc = await startGrpcServer({
     routes: (router) => {
       registerAdminServices(router, context);
+      options.extraRoutes?.(router);
       router.service(
         healthv1.Health,
         createHealthService(context, {

@@ -84,6 +84,14 @@ export interface AgentServerOptions {
   readonly svidCheckIntervalMs?: number;
   /** Transport limits (message size, connections, keepalive…). */
   readonly grpcLimits?: GrpcServerLimits;
+  /**
+   * More services on this listener whose `procedures` (`/<service>/<Method>`) need no agent
+   * SVID, like AttestAgent (spire-edge's device enrollment, src/server/api/enrollment).
+   */
+  readonly openServices?: ReadonlyArray<{
+    readonly procedures: readonly string[];
+    register(router: ConnectRouter): void;
+  }>;
 }
 
 /** A running agent API server. */
@@ -186,9 +194,11 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
 
   const svid = new ServerSvid(context, log, options.svidCheckIntervalMs);
   const authenticator = new AgentAuthenticator(context);
+  const open = new Set(OPEN_AGENT_API_METHODS);
+  for (const o of options.openServices ?? []) for (const p of o.procedures) open.add(p);
   const authorize: Interceptor = (next) => async (req) => {
     const procedure = `/${req.service.typeName}/${req.method.name}`;
-    if (!OPEN_AGENT_API_METHODS.has(procedure)) {
+    if (!open.has(procedure)) {
       const caller = await authenticator.authenticate(req.contextValues.get(kGrpcPeer));
       req.contextValues.set(kAgentCaller, caller);
     }
@@ -207,6 +217,7 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
         router.service(entryv1.Entry, createEntryService(deps));
         router.service(svidv1.SVID, createSvidService(deps));
         router.service(bundlev1.Bundle, createBundleService(deps));
+        for (const o of options.openServices ?? []) o.register(router);
       },
       onError: (err, procedure) => {
         const fields = { method: procedure, error: describeError(err) };

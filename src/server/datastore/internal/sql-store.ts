@@ -33,9 +33,11 @@ import type {
   ListEventsRequest,
   MatchBehavior,
   NewAttestedNode,
+  NewProvisioningToken,
   NewRegistrationEntry,
   Page,
   Pagination,
+  ProvisioningTokenRecord,
   RegistrationEntry,
   Selector,
 } from '../types.js';
@@ -73,6 +75,12 @@ import {
 import { decodeBundleContent, encodeBundleContent, toBundle } from './bundle-codec.js';
 import type { Row, SqlDriver, SqlTx } from './driver.js';
 import { decodePagination, encodePageToken } from './page-token.js';
+import {
+  checkNewProvisioningToken,
+  checkProvisioningToken,
+  hashProvisioningToken,
+  provisioningTokenFromRow,
+} from './provisioning-tokens.js';
 
 /** Rows per multi-row INSERT / IN list (well under both databases' parameter limits). */
 const CHUNK = 200;
@@ -1099,6 +1107,98 @@ export class SqlDataStore implements DataStore {
     return this.#op(async () => {
       const t = checkInt(expiresBefore, 'expiresBefore');
       return this.#d.write((tx) => tx.run('DELETE FROM join_tokens WHERE expires_at < ?', [t]));
+    });
+  }
+
+  // ----------------------------------------------------------------------------------------
+  // Provisioning tokens (device enrollment; see provisioning-tokens.ts)
+
+  createProvisioningToken(token: NewProvisioningToken): Promise<ProvisioningTokenRecord> {
+    return this.#op(async () => {
+      const t = checkNewProvisioningToken(token);
+      const record: ProvisioningTokenRecord = {
+        tokenHash: hashProvisioningToken(t.token),
+        spiffeId: t.spiffeId,
+        replace: t.replace,
+        expiresAt: t.expiresAt,
+        createdAt: this.#now(),
+      };
+      try {
+        await this.#d.write((tx) =>
+          tx.run(
+            'INSERT INTO provisioning_tokens (token_hash, spiffe_id, allow_replace, expires_at, created_at) VALUES (?, ?, ?, ?, ?)',
+            [record.tokenHash, record.spiffeId, record.replace, record.expiresAt, record.createdAt],
+          ),
+        );
+      } catch (err) {
+        if (this.#d.classify(err).kind === 'unique') {
+          throw dsError('ERR_DATASTORE_ALREADY_EXISTS', 'provisioning token already exists', {
+            cause: err,
+          });
+        }
+        throw err;
+      }
+      return record;
+    });
+  }
+
+  consumeProvisioningToken(token: string, now: number): Promise<ProvisioningTokenRecord> {
+    return this.#op(async () => {
+      const tokenHash = hashProvisioningToken(checkProvisioningToken(token));
+      const at = checkInt(now, 'now');
+      // One DELETE … RETURNING: of concurrent consumers (on any server) exactly one gets the row.
+      const rows = await this.#d.write((tx) =>
+        tx.all(
+          'DELETE FROM provisioning_tokens WHERE token_hash = ? RETURNING token_hash, spiffe_id, allow_replace, expires_at, created_at',
+          [tokenHash],
+        ),
+      );
+      if (rows[0] === undefined) {
+        throw dsError(
+          'ERR_DATASTORE_NOT_FOUND',
+          'provisioning token does not exist or was already used',
+          { details: { reason: 'unknown' } },
+        );
+      }
+      const record = provisioningTokenFromRow(rows[0]);
+      if (record.expiresAt <= at) {
+        throw dsError('ERR_DATASTORE_NOT_FOUND', 'provisioning token has expired', {
+          details: { reason: 'expired', expiresAt: record.expiresAt },
+        });
+      }
+      return record;
+    });
+  }
+
+  listProvisioningTokens(filter: { bySpiffeId?: string } = {}): Promise<ProvisioningTokenRecord[]> {
+    return this.#op(async () => {
+      let sql =
+        'SELECT token_hash, spiffe_id, allow_replace, expires_at, created_at FROM provisioning_tokens';
+      const params: unknown[] = [];
+      if (filter?.bySpiffeId !== undefined) {
+        sql += ' WHERE spiffe_id = ?';
+        params.push(checkSpiffeId(filter.bySpiffeId, 'bySpiffeId'));
+      }
+      const rows = await this.#d.query(`${sql} ORDER BY spiffe_id, expires_at, token_hash`, params);
+      return rows.map(provisioningTokenFromRow);
+    });
+  }
+
+  deleteProvisioningTokens(spiffeId: string): Promise<number> {
+    return this.#op(async () => {
+      const id = checkSpiffeId(spiffeId, 'spiffeId');
+      return this.#d.write((tx) =>
+        tx.run('DELETE FROM provisioning_tokens WHERE spiffe_id = ?', [id]),
+      );
+    });
+  }
+
+  pruneProvisioningTokens(expiresBefore: number): Promise<number> {
+    return this.#op(async () => {
+      const t = checkInt(expiresBefore, 'expiresBefore');
+      return this.#d.write((tx) =>
+        tx.run('DELETE FROM provisioning_tokens WHERE expires_at < ?', [t]),
+      );
     });
   }
 

@@ -12,11 +12,16 @@ import type { SqlDriver, SqlTx } from '../internal/driver.js';
 import type { Migration } from './migration.js';
 import { v1Base } from './v1-base.js';
 import { v2EvidenceAndIndexes } from './v2-evidence-and-indexes.js';
+import { v3ProvisioningTokens } from './v3-provisioning-tokens.js';
 
 export type { Migration } from './migration.js';
 
 /** Every migration, in order. */
-export const MIGRATIONS: readonly Migration[] = [v1Base, v2EvidenceAndIndexes];
+export const MIGRATIONS: readonly Migration[] = [
+  v1Base,
+  v2EvidenceAndIndexes,
+  v3ProvisioningTokens,
+];
 
 /** The schema version this code reads and writes. */
 export const LATEST_SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]!.version;
