@@ -7,7 +7,15 @@
  * `tsc -p tsconfig.build.json`.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
@@ -24,14 +32,48 @@ function newestMtime(dir: string): number {
   return newest;
 }
 
-/** Builds dist/ when it is missing or older than src/. */
+const BUILD_LOCK = join(ROOT, '.e2e-build.lock');
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Builds dist/ when it is missing or older than src/. Test files run in parallel workers:
+ * one builds at a time (a lock directory, taken atomically by mkdir; a lock older than the
+ * build timeout is stale), and the others wait, then find dist/ fresh.
+ */
 export function ensureBuilt(entry = join(ROOT, 'dist', 'server', 'cli', 'main.js')): void {
-  if (existsSync(entry) && statSync(entry).mtimeMs >= newestMtime(join(ROOT, 'src'))) return;
-  const r = spawnSync('npx', ['--no-install', 'tsc', '-p', 'tsconfig.build.json'], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 180_000,
-  });
+  const fresh = () =>
+    existsSync(entry) && statSync(entry).mtimeMs >= newestMtime(join(ROOT, 'src'));
+  if (fresh()) return;
+  const deadline = Date.now() + 240_000;
+  for (;;) {
+    try {
+      mkdirSync(BUILD_LOCK);
+      break;
+    } catch {
+      try {
+        if (Date.now() - statSync(BUILD_LOCK).mtimeMs > 200_000)
+          rmSync(BUILD_LOCK, { recursive: true, force: true });
+      } catch {
+        // Released meanwhile.
+      }
+      if (Date.now() > deadline) throw new Error(`${BUILD_LOCK} held for too long`);
+      sleepSync(200);
+    }
+  }
+  let r: ReturnType<typeof spawnSync>;
+  try {
+    if (fresh()) return;
+    r = spawnSync('npx', ['--no-install', 'tsc', '-p', 'tsconfig.build.json'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 180_000,
+    });
+  } finally {
+    rmSync(BUILD_LOCK, { recursive: true, force: true });
+  }
   if (!existsSync(entry)) {
     throw new Error(
       `could not build dist/ (run scripts/setup.sh): tsc exited ${String(r.status)}\n${r.stdout}${r.stderr}`,
