@@ -207,12 +207,15 @@ export const agentTpmPlugin = definePlugin(
 /** Decoded `plugin_data` of `NodeAttestor "tpm"`. */
 export type AgentTpmData = typeof agentTpmPlugin extends PluginDefinition<infer D> ? D : never;
 
-/** `KeyManager "disk"`: the agent's key persisted in `directory`. */
+/** `KeyManager "disk"`: the agent's key persisted in the agent store (`directory` is accepted, unused). */
 export const agentDiskKeyManagerPlugin = definePlugin(
   'KeyManager',
   'disk',
   { directory: string({ required: true }) },
-  { description: "the agent's private key persisted in a directory" },
+  {
+    description:
+      "the agent's private key persisted in the agent store (directory accepted for SPIRE compatibility, unused)",
+  },
 );
 
 /** `KeyManager "memory"`: the agent's key in memory only (re-attest after a restart). */

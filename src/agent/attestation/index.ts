@@ -1,6 +1,6 @@
 /**
- * Public names of agent-side node attestation: the attestor interface, the `join_token`
- * and `x509pop` attestors, the AttestAgent/RenewAgent client helpers, CSRs for the agent's
+ * Public names of agent-side node attestation: the attestor interface, the `join_token`,
+ * `x509pop` and `tpm` attestors (with the TPM access and the store's TPM sealer), the AttestAgent/RenewAgent client helpers, CSRs for the agent's
  * keys and the TLS transport to the server's agent API.
  */
 export {
@@ -15,15 +15,26 @@ export { createJoinTokenAttestorClient } from './join-token.js';
 export type { AgentNodeAttestor } from './node-attestor.js';
 export { type AgentApiTransportOptions, createAgentApiTransport } from './server-transport.js';
 export {
+  type AgentStoreAkStore,
+  AK_DEVICE_RECORD,
+  agentStoreAkStore,
   createTpmAttestorClient,
+  DEFAULT_EVENT_LOG_PATH,
+  decodeAkRecord,
+  encodeAkRecord,
   fileAkStore,
+  fileEventLogReader,
+  type TpmAgentPlugin,
   type TpmAkStore,
   type TpmAttestorClient,
   type TpmAttestorClientConfig,
   type TpmAttestorClientOptions,
+  tpmAgentPluginFromConfig,
   tpmAkPath,
   tpmAttestorClientFromConfig,
 } from './tpm.js';
+export * from './tpm-access.js';
+export * from './tpm-sealer.js';
 export {
   createX509PopAttestorClient,
   loadX509PopAttestorClient,
