@@ -193,12 +193,16 @@ function portOf(server: GrpcServer): number {
 
 function health(
   port: number,
-  opts: { cert?: Issued; check?: (h: string, c: PeerCertificate) => Error | undefined } = {},
+  opts: {
+    cert?: Issued;
+    check?: (h: string, c: PeerCertificate) => Error | undefined;
+    caPem?: string;
+  } = {},
 ) {
   const transport = createTlsTransport({
     host: '127.0.0.1',
     port,
-    ca: ca.certPem,
+    ca: opts.caPem ?? ca.certPem,
     ...(opts.cert === undefined ? {} : { cert: opts.cert.certPem, key: opts.cert.keyPem }),
     ...(opts.check === undefined ? {} : { checkServerIdentity: opts.check }),
   });
@@ -253,6 +257,15 @@ describe('gRPC over TLS', () => {
     expect(err.code).toBe(Code.Unavailable);
     expect(err.rawMessage).toBe('server is not spiffe://example.org/other');
     expect(seen.peers).toHaveLength(1);
+  });
+
+  it('a server whose certificate does not chain to the trusted CA is Unavailable (not Internal)', async () => {
+    const seen: Seen = { peers: [], holding: 0, aborted: 0 };
+    const server = await start(seen, {});
+    const stranger = await makeCa('Stranger CA');
+    const err = await failure(health(portOf(server), { caPem: stranger.certPem }).check({}));
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.rawMessage).toMatch(/certificate/i);
   });
 
   it('without rejectUnauthorized, unauthenticated and foreign callers reach the handler marked unauthorized', async () => {

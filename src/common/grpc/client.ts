@@ -55,11 +55,13 @@ export interface TlsTransportOptions extends GrpcClientOptions {
 
 /**
  * Local failures to reach the server (TLS handshake refused, server identity rejected,
- * socket file missing or not accessible) as `Unavailable`, as gRPC core reports them;
+ * server certificate not verified — OpenSSL's codes such as `SELF_SIGNED_CERT_IN_CHAIN`,
+ * `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `CERT_HAS_EXPIRED` — socket file missing or not
+ * accessible) as `Unavailable`, as gRPC core reports them;
  * connect-node reports them as `Internal`, which retry logic cannot tell from a server bug.
  */
 const TRANSPORT_FAILURE =
-  /^(ERR_TLS_|ERR_SSL_|ERR_OSSL_|ENOENT$|EACCES$|EPIPE$|ENOTSOCK$|EHOSTUNREACH$|ENETUNREACH$)/;
+  /^(ERR_TLS_|ERR_SSL_|ERR_OSSL_|ENOENT$|EACCES$|EPIPE$|ENOTSOCK$|EHOSTUNREACH$|ENETUNREACH$|[A-Z_]*CERT[A-Z_]*$|UNABLE_TO_[A-Z_]+$)/;
 
 function isTransportFailure(err: unknown): boolean {
   const seen = new Set<unknown>();
