@@ -19,7 +19,14 @@ import { FlagSet, isFlagError } from '../../common/cli/flag-set.js';
 import type { CliIo } from '../../common/cli/io.js';
 import { describeCliError } from '../../common/cli/rpc-error.js';
 import { createUdsTransport, type GrpcClientTransport } from '../../common/grpc.js';
-import { agentv1, bundlev1, entryv1, healthv1, svidv1 } from '../../protocol/index.js';
+import {
+  agentv1,
+  bundlev1,
+  enrollmentv1,
+  entryv1,
+  healthv1,
+  svidv1,
+} from '../../protocol/index.js';
 import { cliFailure, DEFAULT_SOCKET_PATH } from './util.js';
 
 /** Typed clients of the server APIs the commands call. Created on first use. */
@@ -29,6 +36,8 @@ export interface ServerClients {
   readonly agent: Client<typeof agentv1.Agent>;
   readonly svid: Client<typeof svidv1.SVID>;
   readonly health: Client<typeof healthv1.Health>;
+  /** spire-edge's own provisioning-token service (`enrollment token …`). */
+  readonly provisioningToken: Client<typeof enrollmentv1.ProvisioningToken>;
 }
 
 /** What a command's `run` gets. */
@@ -130,6 +139,9 @@ function lazyClients(socket: string): { clients: ServerClients; close(): void } 
     },
     get health() {
       return lazy('health', () => createClient(healthv1.Health, get()));
+    },
+    get provisioningToken() {
+      return lazy('provisioningToken', () => createClient(enrollmentv1.ProvisioningToken, get()));
     },
   };
   return { clients, close: () => transport?.close() };

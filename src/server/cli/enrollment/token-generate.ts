@@ -13,13 +13,9 @@ import type { FlagSet } from '../../../common/cli/flag-set.js';
 import { outputFlag } from '../../../common/cli/output-flag.js';
 import { enrollmentv1 } from '../../../protocol/index.js';
 import { DEFAULT_PROVISIONING_TOKEN_TTL } from '../../api/enrollment/provisioning-token.js';
+import { type ServerCommandContext, type ServerCommandOptions, serverCommand } from '../adapter.js';
 import { writeProtoJson } from '../output.js';
 import { cliFailure, toInt32 } from '../util.js';
-import {
-  type EnrollmentCommandContext,
-  type EnrollmentCommandOptions,
-  enrollmentCommand,
-} from './common.js';
 
 function defineFlags(fs: FlagSet) {
   return {
@@ -40,7 +36,7 @@ function defineFlags(fs: FlagSet) {
 
 type Flags = ReturnType<typeof defineFlags>;
 
-async function run(f: Flags, ctx: EnrollmentCommandContext): Promise<void> {
+async function run(f: Flags, ctx: ServerCommandContext): Promise<void> {
   if (f.spiffeID.value === '') throw cliFailure('a SPIFFE ID is required (-spiffeID)');
   let ttl: number;
   try {
@@ -49,7 +45,7 @@ async function run(f: Flags, ctx: EnrollmentCommandContext): Promise<void> {
     throw cliFailure(`invalid value for TTL: ${(err as Error).message}`, err);
   }
   if (ttl < 1) throw cliFailure('invalid value for TTL: must be at least 1 second');
-  const token = await ctx.client.createProvisioningToken({
+  const token = await ctx.clients.provisioningToken.createProvisioningToken({
     spiffeId: f.spiffeID.value,
     ttl,
     replace: f.replace.value,
@@ -67,6 +63,6 @@ async function run(f: Flags, ctx: EnrollmentCommandContext): Promise<void> {
 }
 
 /** The `enrollment token generate` command. */
-export function enrollmentTokenGenerateCommand(options: EnrollmentCommandOptions = {}): CliCommand {
-  return enrollmentCommand({ name: 'enrollment token generate', defineFlags, run }, options);
+export function enrollmentTokenGenerateCommand(options: ServerCommandOptions = {}): CliCommand {
+  return serverCommand({ name: 'enrollment token generate', defineFlags, run }, options);
 }

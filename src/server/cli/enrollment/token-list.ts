@@ -10,13 +10,9 @@ import type { FlagSet } from '../../../common/cli/flag-set.js';
 import { formatGoTime } from '../../../common/cli/go-time.js';
 import { outputFlag } from '../../../common/cli/output-flag.js';
 import { enrollmentv1 } from '../../../protocol/index.js';
+import { type ServerCommandContext, type ServerCommandOptions, serverCommand } from '../adapter.js';
 import { writeProtoJson } from '../output.js';
 import { pluralize } from '../util.js';
-import {
-  type EnrollmentCommandContext,
-  type EnrollmentCommandOptions,
-  enrollmentCommand,
-} from './common.js';
 
 function defineFlags(fs: FlagSet) {
   return {
@@ -42,8 +38,10 @@ export function formatProvisioningToken(t: enrollmentv1.ProvisioningTokenInfo): 
   }\n`;
 }
 
-async function run(f: Flags, ctx: EnrollmentCommandContext): Promise<void> {
-  const resp = await ctx.client.listProvisioningTokens({ bySpiffeId: f.spiffeID.value });
+async function run(f: Flags, ctx: ServerCommandContext): Promise<void> {
+  const resp = await ctx.clients.provisioningToken.listProvisioningTokens({
+    bySpiffeId: f.spiffeID.value,
+  });
   if (f.output.value === 'json') {
     writeProtoJson(ctx.io, enrollmentv1.ListProvisioningTokensResponseSchema, resp);
     return;
@@ -56,6 +54,6 @@ async function run(f: Flags, ctx: EnrollmentCommandContext): Promise<void> {
 }
 
 /** The `enrollment token list` command. */
-export function enrollmentTokenListCommand(options: EnrollmentCommandOptions = {}): CliCommand {
-  return enrollmentCommand({ name: 'enrollment token list', defineFlags, run }, options);
+export function enrollmentTokenListCommand(options: ServerCommandOptions = {}): CliCommand {
+  return serverCommand({ name: 'enrollment token list', defineFlags, run }, options);
 }

@@ -8,13 +8,9 @@ import type { CliCommand } from '../../../common/cli/command-tree.js';
 import type { FlagSet } from '../../../common/cli/flag-set.js';
 import { outputFlag } from '../../../common/cli/output-flag.js';
 import { enrollmentv1 } from '../../../protocol/index.js';
+import { type ServerCommandContext, type ServerCommandOptions, serverCommand } from '../adapter.js';
 import { writeProtoJson } from '../output.js';
 import { cliFailure, pluralize } from '../util.js';
-import {
-  type EnrollmentCommandContext,
-  type EnrollmentCommandOptions,
-  enrollmentCommand,
-} from './common.js';
 
 function defineFlags(fs: FlagSet) {
   return {
@@ -25,9 +21,11 @@ function defineFlags(fs: FlagSet) {
 
 type Flags = ReturnType<typeof defineFlags>;
 
-async function run(f: Flags, ctx: EnrollmentCommandContext): Promise<void> {
+async function run(f: Flags, ctx: ServerCommandContext): Promise<void> {
   if (f.spiffeID.value === '') throw cliFailure('a SPIFFE ID is required (-spiffeID)');
-  const resp = await ctx.client.revokeProvisioningTokens({ spiffeId: f.spiffeID.value });
+  const resp = await ctx.clients.provisioningToken.revokeProvisioningTokens({
+    spiffeId: f.spiffeID.value,
+  });
   if (f.output.value === 'json') {
     writeProtoJson(ctx.io, enrollmentv1.RevokeProvisioningTokensResponseSchema, resp);
     return;
@@ -39,6 +37,6 @@ async function run(f: Flags, ctx: EnrollmentCommandContext): Promise<void> {
 }
 
 /** The `enrollment token revoke` command. */
-export function enrollmentTokenRevokeCommand(options: EnrollmentCommandOptions = {}): CliCommand {
-  return enrollmentCommand({ name: 'enrollment token revoke', defineFlags, run }, options);
+export function enrollmentTokenRevokeCommand(options: ServerCommandOptions = {}): CliCommand {
+  return serverCommand({ name: 'enrollment token revoke', defineFlags, run }, options);
 }
