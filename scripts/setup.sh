@@ -45,4 +45,6 @@ fi
 
 say "building TypeScript (tsc -p tsconfig.build.json)"
 npx --no-install tsc -p tsconfig.build.json || fail "TypeScript build"
+say "bundling the agent (scripts/bundle-agent.mjs → dist/agent-bundle/)"
+node scripts/bundle-agent.mjs || fail "agent bundle (esbuild)"
 say "done"

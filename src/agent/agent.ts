@@ -29,7 +29,6 @@ import { cryptoRandom } from '../common/random.js';
 import { createJoinTokenAttestorClient } from './attestation/join-token.js';
 import type { AgentNodeAttestor } from './attestation/node-attestor.js';
 import type { TpmAgentPlugin } from './attestation/tpm.js';
-import { loadX509PopAttestorClient } from './attestation/x509pop.js';
 import {
   type AgentConfig,
   type AgentFlags,
@@ -39,14 +38,15 @@ import {
   loadAgentConfigFile,
   type UnixWorkloadAttestorData,
 } from './config.js';
-import { loadBootstrapBundle } from './manager/bootstrap.js';
 import { SvidCache } from './manager/cache.js';
 import { isWarmSnapshot, StoreIdentitySource } from './manager/identity-source.js';
+import { createLazyAgentServerClient } from './manager/lazy-server-client.js';
 import { ManagedStore } from './manager/managed-store.js';
-import { createAgentPrometheusMetrics } from './manager/metrics.js';
-import { NodeIdentityManager } from './manager/node-identity.js';
-import { type AgentServerClient, createAgentServerClient } from './manager/server-client.js';
-import { SyncManager } from './manager/sync.js';
+import { DeferredAgentMetrics } from './manager/metrics.js';
+import type { NodeIdentityManager } from './manager/node-identity.js';
+import { releaseFreedMemory } from './manager/release-memory.js';
+import type { AgentServerClient } from './manager/server-client.js';
+import type { SyncManager } from './manager/sync.js';
 import type { AgentStore } from './storage/agent-store.js';
 import { openAgentStoreWithRecovery } from './storage/quarantine.js';
 import type { BundleRecord } from './storage/records.js';
@@ -205,6 +205,7 @@ async function createNodeAttestor(
   if (na.name === 'join_token') return undefined;
   if (na.name === 'x509pop') {
     const d = na.data as AgentX509popData;
+    const { loadX509PopAttestorClient } = await import('./attestation/x509pop.js');
     return loadX509PopAttestorClient(
       {
         privateKeyPath: d.private_key_path,
@@ -287,7 +288,8 @@ export async function startAgent(
       elapsed_ms: Math.round(performance.now() - t0),
     });
 
-    const metrics = createAgentPrometheusMetrics();
+    // prom-client is loaded below, after the Workload API listens, and only for Prometheus
+    const metrics = new DeferredAgentMetrics();
     const updateSizes = () => {
       const s = managed.snapshot;
       metrics.cacheSizes({
@@ -301,7 +303,7 @@ export async function startAgent(
 
     // The identity manager is created below; the server client reads it lazily.
     let identity: NodeIdentityManager | undefined;
-    const server: AgentServerClient = createAgentServerClient({
+    const server: AgentServerClient = createLazyAgentServerClient({
       host: a.serverAddress,
       port: a.serverPort,
       trustDomain: td,
@@ -326,8 +328,17 @@ export async function startAgent(
       log: log.with({ subsystem_name: 'svid_cache' }),
       metrics,
       jwtCacheMaxSize: a.jwtSvidCacheMaxSize,
+      x509CacheMaxSize: a.x509SvidCacheMaxSize,
+      releaseMemory: releaseFreedMemory,
     });
-    const source = new StoreIdentitySource({ store: managed, jwt: cache, readyAtStart: warm });
+    closers.push(() => cache.close());
+    const source = new StoreIdentitySource({
+      store: managed,
+      jwt: cache,
+      svids: cache,
+      clock,
+      readyAtStart: warm,
+    });
     closers.push(() => source.close());
 
     const workloadApi = await startWorkloadApiServer({
@@ -351,8 +362,8 @@ export async function startAgent(
     let bootstrapBundle: (() => Promise<BundleRecord>) | undefined;
     if (snap.bundle === undefined) {
       const src = a.trustBundle;
-      const load = () =>
-        loadBootstrapBundle(src, {
+      const load = async () =>
+        (await import('./manager/bootstrap.js')).loadBootstrapBundle(src, {
           trustDomain: td,
           server: { host: a.serverAddress, port: a.serverPort },
         });
@@ -372,6 +383,11 @@ export async function startAgent(
       }
     }
 
+    // Loaded only now, once the Workload API serves: a warm start does not wait for them.
+    const [{ NodeIdentityManager }, { SyncManager }] = await Promise.all([
+      import('./manager/node-identity.js'),
+      import('./manager/sync.js'),
+    ]);
     let sync: SyncManager | undefined;
     const single = attestor?.type === 'join_token';
     identity = new NodeIdentityManager({
@@ -432,7 +448,7 @@ export async function startAgent(
     let metricsAddress: { host: string; port: number } | undefined;
     const prom = config.telemetry.prometheus;
     if (prom !== undefined) {
-      const registry = metrics.registry;
+      const { registry } = await metrics.load();
       const srv = await listenHttp(prom.host, prom.port, (path) =>
         path === '/metrics'
           ? registry.metrics().then((text) => ({ status: 200, text, type: registry.contentType }))

@@ -26,6 +26,7 @@ export {
   type TlsGrpcPeer,
   type UnixGrpcPeer,
 } from './grpc/peer.js';
+export type { RawGrpcCall, RawGrpcMethod, RawGrpcMethodKind } from './grpc/raw-route.js';
 export {
   GRPC_SERVER_DEFAULTS,
   type GrpcServer,

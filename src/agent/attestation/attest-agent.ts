@@ -15,7 +15,10 @@
 import { create } from '@bufbuild/protobuf';
 import { createClient, type Transport } from '@connectrpc/connect';
 import { SpireEdgeError } from '../../common/errors.js';
-import { agentv1, type types } from '../../protocol/index.js';
+// The generated modules themselves, not src/protocol/index.ts: that would load every API's
+// descriptors (admin, SDS…) on the agent's first attestation.
+import * as agentv1 from '../../protocol/gen/spire/api/server/agent/v1/agent_pb.js';
+import type { X509SVID } from '../../protocol/gen/spire/api/types/x509svid_pb.js';
 import type { AgentNodeAttestor } from './node-attestor.js';
 
 /** An agent X509-SVID as the server returned it (unverified). */
@@ -48,7 +51,7 @@ function protocolError(message: string): SpireEdgeError {
   return new SpireEdgeError('ERR_AGENT_ATTESTATION_INVALID', message);
 }
 
-function svidOf(svid: types.X509SVID | undefined): AgentSvid {
+function svidOf(svid: X509SVID | undefined): AgentSvid {
   if (svid === undefined || svid.certChain.length === 0 || svid.id === undefined) {
     throw protocolError('the server returned an empty agent SVID');
   }

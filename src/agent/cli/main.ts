@@ -43,16 +43,24 @@ export const AGENT_COMMANDS: Readonly<Record<string, CommandSpec>> = {
   ),
 };
 
-/** The package version (package.json), printed by `spire-agent --version`. */
+/**
+ * The package version (package.json), printed by `spire-agent --version`. Looked up from this
+ * module's directory upwards, so that it is found from src/, dist/ and the bundle
+ * (dist/agent-bundle/, scripts/bundle-agent.mjs) alike.
+ */
 export function agentVersion(): string {
-  try {
-    const pkg = JSON.parse(
-      readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
-    ) as { version?: unknown };
-    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
-  } catch {
-    return 'unknown';
+  for (let up = 1; up <= 3; up++) {
+    try {
+      const pkg = JSON.parse(
+        readFileSync(new URL(`${'../'.repeat(up)}package.json`, import.meta.url), 'utf8'),
+      ) as { name?: unknown; version?: unknown };
+      if (pkg.name !== 'spire-edge') continue;
+      return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+    } catch {
+      // not at this level
+    }
   }
+  return 'unknown';
 }
 
 /**

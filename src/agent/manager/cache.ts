@@ -16,6 +16,17 @@
  *   requests for one key share one server call. The cache holds at most `jwtCacheMaxSize`
  *   tokens (the soonest-expiring go first).
  * - **Pruning** removes expired SVIDs from the store.
+ * - **Size limit** (SPIRE's `x509_svid_cache_max_size`, default 1000, pkg/agent/manager/cache
+ *   `LRUCache`): a soft limit on cached X509-SVIDs. While the agent holds at most that many
+ *   entries nothing changes (every entry's SVID is pre-minted). Beyond it, entries without an
+ *   SVID are minted only while there is room (most recently used first) or when a workload
+ *   asks for them: an X509-SVID stream whose selectors match an entry ({@link SvidCache.retain},
+ *   SPIRE's cache subscriber) gets its SVIDs minted at once whatever the limit, and waits for
+ *   them before its first message (the Workload API asks {@link SvidCache.limited}). Each
+ *   reconcile first removes SVIDs beyond the limit: those of entries no open stream matches,
+ *   least recently used first (last use = the last stream opened for them). SVIDs of entries
+ *   with an open stream are never removed, so the limit can be exceeded (hence "soft").
+ *   Removed SVIDs leave the store too (this agent persists its cache; SPIRE's is memory-only).
  *
  * Errors: a server call that fails as a whole rejects {@link SvidCache.reconcile} (SVIDs already
  * stored stay); per-entry refusals are logged and counted. `fetchJwtSvid` rejects with the
@@ -29,12 +40,13 @@ import { type Logger, nullLogger } from '../../common/log.js';
 import type { RandomSource } from '../../common/random.js';
 import { cryptoRandom } from '../../common/random.js';
 import type { TrustDomain } from '../../spiffe/id.js';
-import { parseJwtSvidInsecure } from '../../spiffe/jwt-svid.js';
+import type { parseJwtSvidInsecure } from '../../spiffe/jwt-svid.js';
 import { createCsr } from '../attestation/csr.js';
 import type { PruneResult } from '../storage/agent-store.js';
 import { jwtSvidCacheKey, normalizeAudience } from '../storage/layout.js';
 import type { EntryRecord, JwtSvidRecord, X509SvidRecord } from '../storage/records.js';
-import type { JwtSvidToken } from '../workload-api/identity-source.js';
+import { entryMatches, type JwtSvidToken, selectorKeys } from '../workload-api/identity-source.js';
+import type { Selector } from '../workload-attestors/selector.js';
 import { checkIssuedX509Svid } from './issued-svid.js';
 import { generateEcP256Key, type KeyGenerator, spkiOf } from './keys.js';
 import { jwtRenewAt, rotationAt } from './lifetime.js';
@@ -46,6 +58,14 @@ import type { AgentServerClient } from './server-client.js';
 export const DEFAULT_X509_BATCH_SIZE = 100;
 /** Default limit of cached JWT-SVIDs (SPIRE's `jwt_svid_cache_max_size`). */
 export const DEFAULT_JWT_CACHE_MAX_SIZE = 1000;
+/** Default soft limit of cached X509-SVIDs (SPIRE's `x509_svid_cache_max_size`). */
+export const DEFAULT_X509_CACHE_MAX_SIZE = 1000;
+/** Mints in one reconcile after which `releaseMemory` is called. */
+export const RELEASE_MEMORY_AFTER_MINTS = 50;
+/** Shortest gap between two mints for newly opened streams (SPIRE's `SVIDSyncInterval`). */
+export const DEMAND_MINT_INTERVAL_MS = 500;
+/** Longest wait between failed mints for open streams (the sync loop retries as well). */
+const DEMAND_MINT_MAX_BACKOFF_MS = 30_000;
 
 /** Options of {@link SvidCache}. */
 export interface SvidCacheOptions {
@@ -60,6 +80,13 @@ export interface SvidCacheOptions {
   readonly batchSize?: number;
   /** Default {@link DEFAULT_JWT_CACHE_MAX_SIZE}. */
   readonly jwtCacheMaxSize?: number;
+  /** Soft limit of cached X509-SVIDs; default {@link DEFAULT_X509_CACHE_MAX_SIZE}. */
+  readonly x509CacheMaxSize?: number;
+  /**
+   * Called after a reconcile that minted at least {@link RELEASE_MEMORY_AFTER_MINTS} SVIDs, to
+   * give the memory that work left behind back (the agent passes `releaseFreedMemory`).
+   */
+  readonly releaseMemory?: () => void;
   /** Workload keys; default EC P-256. */
   readonly generateKey?: KeyGenerator;
 }
@@ -102,6 +129,17 @@ export class SvidCache {
   readonly #generateKey: KeyGenerator;
   readonly #jwtInFlight = new Map<string, Promise<JwtSvidToken>>();
   #reconciling: Promise<ReconcileResult> | undefined;
+  readonly #x509Max: number;
+  /** Open X509-SVID streams by their selector set (`type:value` texts, sorted, joined). */
+  readonly #subscribers = new Map<string, { keys: ReadonlySet<string>; count: number }>();
+  /** Entry ID → when a stream last asked for it (epoch ms): the LRU order. */
+  readonly #lastUse = new Map<string, number>();
+  #demandTimer: (() => void) | undefined;
+  #demandRunning = false;
+  #demandAgain = false;
+  #demandLastMs = Number.NEGATIVE_INFINITY;
+  #demandBackoffMs = DEMAND_MINT_INTERVAL_MS;
+  #closed = false;
 
   constructor(options: SvidCacheOptions) {
     if (typeof options?.store?.write !== 'function') throw new TypeError('store is required');
@@ -115,6 +153,10 @@ export class SvidCache {
     this.#metrics = options.metrics ?? nullAgentMetrics;
     this.#batchSize = options.batchSize ?? DEFAULT_X509_BATCH_SIZE;
     this.#jwtMax = options.jwtCacheMaxSize ?? DEFAULT_JWT_CACHE_MAX_SIZE;
+    this.#x509Max = options.x509CacheMaxSize ?? DEFAULT_X509_CACHE_MAX_SIZE;
+    if (!Number.isSafeInteger(this.#x509Max) || this.#x509Max < 1) {
+      throw new TypeError('x509CacheMaxSize must be a positive integer');
+    }
     if (!Number.isSafeInteger(this.#batchSize) || this.#batchSize < 1) {
       throw new TypeError('batchSize must be a positive integer');
     }
@@ -136,14 +178,168 @@ export class SvidCache {
     );
   }
 
-  /** The entries whose SVID is missing, stale or due for rotation at `nowMs`. */
+  /**
+   * The entries whose SVID is missing, stale or due for rotation at `nowMs`. Beyond the size
+   * limit, entries without an SVID are included only while there is room (most recently used
+   * first, then by entry ID) or when an open stream matches them (see the module docs).
+   */
   due(nowMs: number = this.#clock.nowMs()): EntryRecord[] {
     const snap = this.#o.store.snapshot;
     const out: EntryRecord[] = [];
+    const missing: EntryRecord[] = [];
     for (const e of snap.entries.values()) {
-      if (this.needsSvid(e, snap.x509Svids.get(e.id), nowMs)) out.push(e);
+      const svid = snap.x509Svids.get(e.id);
+      if (!this.needsSvid(e, svid, nowMs)) continue;
+      if (svid === undefined && snap.entries.size > this.#x509Max) missing.push(e);
+      else out.push(e);
+    }
+    if (missing.length === 0) return out;
+    const active = this.#activeEntries(snap.entries.values());
+    let room = this.#x509Max - snap.x509Svids.size;
+    for (const e of missing) if (active.has(e.id)) room--;
+    missing.sort(
+      (a, b) =>
+        (this.#lastUse.get(b.id) ?? 0) - (this.#lastUse.get(a.id) ?? 0) ||
+        (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+    );
+    for (const e of missing) {
+      if (active.has(e.id)) out.push(e);
+      else if (room > 0) {
+        out.push(e);
+        room--;
+      }
     }
     return out;
+  }
+
+  /**
+   * True while the size limit shapes the cache (the agent holds more entries than the limit):
+   * an entry without an SVID is then one the limit held back, which a stream opened for it
+   * should wait for rather than be told "no identity".
+   */
+  limited(): boolean {
+    return this.#o.store.snapshot.entries.size > this.#x509Max;
+  }
+
+  /**
+   * An X509-SVID stream for `selectors` opened (SPIRE's cache subscriber): `entryIds` (the
+   * entries they match) become the most recently used; while the stream is open, the SVIDs of
+   * the entries its selectors match are never removed for the limit, and missing ones are
+   * minted at once. Returns the release (idempotent), called when the stream ends.
+   */
+  retain(selectors: readonly Selector[], entryIds: readonly string[]): () => void {
+    const keys = selectorKeys(selectors);
+    const id = [...keys].sort().join('\n');
+    let sub = this.#subscribers.get(id);
+    if (sub === undefined) {
+      sub = { keys, count: 0 };
+      this.#subscribers.set(id, sub);
+    }
+    sub.count++;
+    const now = this.#clock.nowMs();
+    const snap = this.#o.store.snapshot;
+    let missing = false;
+    for (const e of entryIds) {
+      this.#lastUse.set(e, now);
+      if (!snap.x509Svids.has(e)) missing = true;
+    }
+    if (missing && this.limited()) this.#demand();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const s = this.#subscribers.get(id);
+      if (s !== undefined && --s.count === 0) this.#subscribers.delete(id);
+    };
+  }
+
+  /** Open streams (distinct selector sets). */
+  get streamCount(): number {
+    let n = 0;
+    for (const s of this.#subscribers.values()) n += s.count;
+    return n;
+  }
+
+  /** Stops on-demand minting (the agent is stopping). */
+  close(): void {
+    this.#closed = true;
+    this.#demandTimer?.();
+    this.#demandTimer = undefined;
+  }
+
+  /** IDs of the entries an open stream's selectors match. */
+  #activeEntries(entries: Iterable<EntryRecord>): Set<string> {
+    const out = new Set<string>();
+    if (this.#subscribers.size === 0) return out;
+    for (const e of entries) {
+      for (const s of this.#subscribers.values()) {
+        if (entryMatches(e.selectors, s.keys)) {
+          out.add(e.id);
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
+  /** The SVIDs to remove for the limit: unused ones, least recently used first. */
+  #evictions(): string[] {
+    const snap = this.#o.store.snapshot;
+    const excess = snap.x509Svids.size - this.#x509Max;
+    if (excess <= 0) return [];
+    const active = this.#activeEntries(snap.entries.values());
+    return [...snap.x509Svids.keys()]
+      .filter((id) => !active.has(id))
+      .sort(
+        (a, b) =>
+          (this.#lastUse.get(a) ?? 0) - (this.#lastUse.get(b) ?? 0) || (a < b ? -1 : a > b ? 1 : 0),
+      )
+      .slice(0, excess);
+  }
+
+  /**
+   * Mints for newly opened streams soon: at most one run at a time, runs at least
+   * {@link DEMAND_MINT_INTERVAL_MS} apart, backing off after failures (the server may be down;
+   * the sync loop keeps trying as well).
+   */
+  #demand(): void {
+    if (this.#closed) return;
+    if (this.#demandRunning) {
+      this.#demandAgain = true;
+      return;
+    }
+    if (this.#demandTimer !== undefined) return;
+    const wait = Math.max(0, this.#demandLastMs + this.#demandBackoffMs - this.#clock.nowMs());
+    this.#demandTimer = this.#clock.setTimer(wait, () => {
+      this.#demandTimer = undefined;
+      this.#demandRunning = true;
+      this.#demandLastMs = this.#clock.nowMs();
+      this.reconcile().then(
+        () => {
+          this.#demandBackoffMs = DEMAND_MINT_INTERVAL_MS;
+          this.#demandDone();
+        },
+        (err: unknown) => {
+          this.#demandBackoffMs = Math.min(DEMAND_MINT_MAX_BACKOFF_MS, this.#demandBackoffMs * 2);
+          this.#log.debug('could not mint SVIDs for newly opened streams', {
+            error: describeError(err),
+            retry_in_ms: this.#demandBackoffMs,
+          });
+          this.#demandAgain = true;
+          this.#demandDone();
+        },
+      );
+    });
+  }
+
+  #demandDone(): void {
+    this.#demandRunning = false;
+    if (this.#demandAgain) {
+      this.#demandAgain = false;
+      const snap = this.#o.store.snapshot;
+      const active = this.#activeEntries(snap.entries.values());
+      if ([...active].some((id) => !snap.x509Svids.has(id))) this.#demand();
+    }
   }
 
   /** The earliest planned rotation after `nowMs`, ms since the epoch. */
@@ -171,6 +367,7 @@ export class SvidCache {
   }
 
   async #reconcileOnce(signal?: AbortSignal): Promise<ReconcileResult> {
+    await this.#evict();
     const due = this.due();
     if (due.length === 0) return { minted: 0, failed: 0 };
     if (this.#o.store.snapshot.bundle === undefined) throw noBundle();
@@ -240,6 +437,7 @@ export class SvidCache {
       }
     }
     if (failed > 0) this.#metrics.x509SvidMintFailures(failed);
+    if (minted + failed >= RELEASE_MEMORY_AFTER_MINTS) this.#o.releaseMemory?.();
     if (minted > 0 || failed > 0) {
       this.#log.info('minted workload X509-SVIDs', { minted, failed });
     }
@@ -291,9 +489,11 @@ export class SvidCache {
     let record: JwtSvidRecord;
     try {
       const issued = await this.#o.server.newJwtSvid(subject.entryId, aud, signal);
+      // Loaded on first use: it brings in jose, which an agent serving X509-SVIDs never needs.
+      const jwtSvid = await import('../../spiffe/jwt-svid.js');
       let parsed: ReturnType<typeof parseJwtSvidInsecure>;
       try {
-        parsed = parseJwtSvidInsecure(issued.token);
+        parsed = jwtSvid.parseJwtSvidInsecure(issued.token);
       } catch (err) {
         throw badJwt(`the server issued a malformed JWT-SVID: ${describeError(err)}`, err);
       }
@@ -345,6 +545,26 @@ export class SvidCache {
     }
     this.#metrics.jwtSvidFetched('server');
     return { token: record.token, expiresAt: new Date(record.expiresAtMs) };
+  }
+
+  /** Removes the SVIDs beyond the size limit (one batch; see the module docs). */
+  async #evict(): Promise<void> {
+    if (this.#evictions().length === 0) return;
+    let removed = 0;
+    await this.#o.store.write((s, tx) => {
+      removed = 0;
+      for (const id of this.#evictions()) {
+        if (!s.x509Svids.has(id)) continue;
+        tx.deleteX509Svid(id);
+        removed++;
+      }
+    });
+    if (removed > 0) {
+      this.#log.debug('removed X509-SVIDs beyond x509_svid_cache_max_size', {
+        removed,
+        max: this.#x509Max,
+      });
+    }
   }
 
   /** Removes expired SVIDs from the store (one batch, none when nothing expired). */

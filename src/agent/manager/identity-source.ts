@@ -14,13 +14,19 @@
  * current SPIFFE ID (an entry whose ID changed waits for its new SVID). It returns expired SVIDs
  * too, as the {@link IdentitySource} contract asks: the Workload API filters by `expiresAt` when
  * it sends. JWT-SVIDs: see cache.ts (never expired).
+ *
+ * The X509-SVID cache's size limit (`x509_svid_cache_max_size`, cache.ts): with `svids`, an
+ * open X509-SVID stream retains its selectors in the cache (`retain`), and while the limit
+ * holds SVIDs back, a stream whose entries lack theirs waits for them (`pendingFor`).
  */
+import { type Clock, systemClock } from '../../common/clock.js';
 import type { AgentStoreSnapshot } from '../storage/agent-store.js';
 import type { BundleRecord } from '../storage/records.js';
 import {
   entryMatches,
   type IdentitySource,
   type JwtSvidToken,
+  selectorKeys,
   type TrustDomainBundles,
   type WorkloadIdentity,
 } from '../workload-api/identity-source.js';
@@ -45,11 +51,22 @@ export interface StoreIdentitySourceOptions {
    * earlier run synced).
    */
   readonly readyAtStart?: boolean;
+  /** Entry expiry checks. Default the system clock. */
+  readonly clock?: Clock;
+  /** The X509-SVID cache's size-limit hooks (the SVID cache); none: no limit applies. */
+  readonly svids?: {
+    retain(selectors: readonly Selector[], entryIds: readonly string[]): () => void;
+    limited(): boolean;
+  };
 }
 
 interface Candidate {
+  readonly entryId: string;
+  /** The entry's own expiry, epoch ms (0: none). */
+  readonly entryExpiresAtMs: number;
   readonly selectors: readonly Selector[];
-  readonly identity: WorkloadIdentity;
+  /** Undefined while the entry has no SVID for its current SPIFFE ID. */
+  readonly identity: WorkloadIdentity | undefined;
 }
 
 interface Index {
@@ -67,6 +84,8 @@ export function isWarmSnapshot(s: AgentStoreSnapshot): boolean {
 export class StoreIdentitySource implements IdentitySource {
   readonly #store: ManagedStore;
   readonly #jwt: StoreIdentitySourceOptions['jwt'];
+  readonly #svids: StoreIdentitySourceOptions['svids'];
+  readonly #clock: Clock;
   readonly #listeners = new Set<() => void>();
   readonly #unsubscribe: () => void;
   #ready: boolean;
@@ -78,6 +97,8 @@ export class StoreIdentitySource implements IdentitySource {
     if (typeof options.jwt?.fetchJwtSvid !== 'function') throw new TypeError('jwt is required');
     this.#store = options.store;
     this.#jwt = options.jwt;
+    this.#svids = options.svids;
+    this.#clock = options.clock ?? systemClock;
     this.#ready = options.readyAtStart ?? isWarmSnapshot(options.store.snapshot);
     this.#unsubscribe = options.store.onChange(() => this.#notify());
   }
@@ -94,17 +115,26 @@ export class StoreIdentitySource implements IdentitySource {
   }
 
   identitiesFor(selectors: readonly Selector[]): readonly WorkloadIdentity[] {
-    const index = this.#currentIndex();
-    const seen = new Set<Candidate>();
     const out: WorkloadIdentity[] = [];
-    for (const s of selectors) {
-      for (const c of index.bySelector.get(formatSelector(s)) ?? []) {
-        if (seen.has(c)) continue;
-        seen.add(c);
-        if (entryMatches(c.selectors, selectors)) out.push(c.identity);
-      }
-    }
+    for (const c of this.#matching(selectors)) if (c.identity !== undefined) out.push(c.identity);
     return out;
+  }
+
+  retain(selectors: readonly Selector[]): () => void {
+    if (this.#svids === undefined) return () => {};
+    return this.#svids.retain(
+      selectors,
+      this.#matching(selectors).map((c) => c.entryId),
+    );
+  }
+
+  pendingFor(selectors: readonly Selector[]): boolean {
+    if (this.#svids === undefined || !this.#svids.limited()) return false;
+    const now = this.#clock.nowMs();
+    // An entry past its own expiry is never minted: nothing to wait for.
+    return this.#matching(selectors).some(
+      (c) => c.identity === undefined && (c.entryExpiresAtMs === 0 || c.entryExpiresAtMs > now),
+    );
   }
 
   bundle(): TrustDomainBundles {
@@ -170,27 +200,46 @@ export class StoreIdentitySource implements IdentitySource {
     return b;
   }
 
+  /** The candidates (entries, with or without an SVID) whose selectors `selectors` cover. */
+  #matching(selectors: readonly Selector[]): Candidate[] {
+    const index = this.#currentIndex();
+    const seen = new Set<Candidate>();
+    const out: Candidate[] = [];
+    const have = selectorKeys(selectors);
+    for (const key of have) {
+      for (const c of index.bySelector.get(key) ?? []) {
+        if (seen.has(c)) continue;
+        seen.add(c);
+        if (entryMatches(c.selectors, have)) out.push(c);
+      }
+    }
+    return out;
+  }
+
   #currentIndex(): Index {
     const snap = this.#store.snapshot;
     if (this.#index?.revision === snap.revision) return this.#index;
     const bySelector = new Map<string, Candidate[]>();
     for (const entry of snap.entries.values()) {
+      if (entry.selectors.length === 0) continue;
       const svid = snap.x509Svids.get(entry.id);
-      if (svid === undefined || svid.spiffeId !== entry.spiffeId || entry.selectors.length === 0) {
-        continue;
-      }
+      const usable = svid !== undefined && svid.spiffeId === entry.spiffeId;
       const c: Candidate = {
+        entryId: entry.id,
+        entryExpiresAtMs: entry.expiresAt * 1000,
         selectors: entry.selectors,
-        identity: {
-          entryId: entry.id,
-          entryCreatedAt: entry.createdAt,
-          spiffeId: svid.spiffeId,
-          certChain: svid.certChain,
-          privateKeyPkcs8: svid.privateKey,
-          hint: entry.hint,
-          expiresAt: new Date(svid.expiresAtMs),
-          federatesWith: entry.federatesWith,
-        },
+        identity: !usable
+          ? undefined
+          : {
+              entryId: entry.id,
+              entryCreatedAt: entry.createdAt,
+              spiffeId: svid.spiffeId,
+              certChain: svid.certChain,
+              privateKeyPkcs8: svid.privateKey,
+              hint: entry.hint,
+              expiresAt: new Date(svid.expiresAtMs),
+              federatesWith: entry.federatesWith,
+            },
       };
       for (const s of new Set(entry.selectors.map(formatSelector))) {
         let list = bySelector.get(s);

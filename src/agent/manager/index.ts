@@ -13,7 +13,10 @@ export {
 export {
   DEFAULT_JWT_CACHE_MAX_SIZE,
   DEFAULT_X509_BATCH_SIZE,
+  DEFAULT_X509_CACHE_MAX_SIZE,
+  DEMAND_MINT_INTERVAL_MS,
   type JwtSvidSubject,
+  RELEASE_MEMORY_AFTER_MINTS,
   type ReconcileResult,
   SvidCache,
   type SvidCacheOptions,
@@ -32,6 +35,7 @@ export {
 } from './identity-source.js';
 export { checkIssuedX509Svid, type IssuedX509Svid } from './issued-svid.js';
 export { generateEcP256Key, type KeyGenerator } from './keys.js';
+export { createLazyAgentServerClient } from './lazy-server-client.js';
 export {
   halfLifeAt,
   issuedAtEstimate,
@@ -41,12 +45,7 @@ export {
   rotationAt,
 } from './lifetime.js';
 export { ManagedStore, type StoreWriteBuilder } from './managed-store.js';
-export {
-  type AgentMetrics,
-  type AgentPrometheusMetrics,
-  createAgentPrometheusMetrics,
-  nullAgentMetrics,
-} from './metrics.js';
+export { type AgentMetrics, DeferredAgentMetrics, nullAgentMetrics } from './metrics.js';
 export {
   type AgentCredentials,
   NODE_IDENTITY_BACKOFF,
@@ -55,6 +54,11 @@ export {
   type NodeIdentityState,
   type NodeIdentityStatus,
 } from './node-identity.js';
+export {
+  type AgentPrometheusMetrics,
+  createAgentPrometheusMetrics,
+} from './prometheus-metrics.js';
+export { releaseFreedMemory } from './release-memory.js';
 export {
   type AgentCallCredentials,
   type AgentRejection,

@@ -19,14 +19,14 @@ import type { KeyObject } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, createClient, type Transport } from '@connectrpc/connect';
 import type { GrpcClientTransport } from '../../common/grpc.js';
-import { bundlev1, entryv1, svidv1, types } from '../../protocol/index.js';
+// The generated modules of the services used, not src/protocol/index.js (which loads every
+// API's descriptors, SDS's included): the agent keeps only what it uses in memory.
+import * as bundlev1 from '../../protocol/gen/spire/api/server/bundle/v1/bundle_pb.js';
+import * as entryv1 from '../../protocol/gen/spire/api/server/entry/v1/entry_pb.js';
+import * as svidv1 from '../../protocol/gen/spire/api/server/svid/v1/svid_pb.js';
+import * as types from '../../protocol/gen/spire/api/types/index.js';
 import type { TrustDomain } from '../../spiffe/id.js';
-import {
-  type AgentSvid,
-  type AttestAgentResult,
-  attestAgent,
-  renewAgent,
-} from '../attestation/attest-agent.js';
+import type { AgentSvid, AttestAgentResult } from '../attestation/attest-agent.js';
 import type { AgentNodeAttestor } from '../attestation/node-attestor.js';
 import { createAgentApiTransport } from '../attestation/server-transport.js';
 import type { BundleRecord, EntryRecord } from '../storage/records.js';
@@ -271,7 +271,10 @@ export function createAgentServerClient(options: AgentServerClientOptions): Agen
   });
 
   return {
-    attestAgent(attestor, csr, signal) {
+    // Attestation code is loaded when first used: an agent restarted with a valid SVID may
+    // not attest for hours.
+    async attestAgent(attestor, csr, signal) {
+      const { attestAgent } = await import('../attestation/attest-agent.js');
       return attestAgent(anonymous(), attestor, {
         csr,
         timeoutMs,
@@ -279,7 +282,8 @@ export function createAgentServerClient(options: AgentServerClientOptions): Agen
       });
     },
 
-    renewAgent(csr, signal) {
+    async renewAgent(csr, signal) {
+      const { renewAgent } = await import('../attestation/attest-agent.js');
       return renewAgent(authenticated(), { csr, ...(signal === undefined ? {} : { signal }) });
     },
 

@@ -11,7 +11,7 @@
  * one connection share one attestation: a client that opens hundreds of streams at once
  * costs one attestation. Failures are not cached. The liveness check runs on every call.
  */
-import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
+import { Code, ConnectError, type ContextValues } from '@connectrpc/connect';
 import { type Clock, systemClock } from '../../common/clock.js';
 import { describeError } from '../../common/errors.js';
 import { grpcPeer, type UnixGrpcPeer } from '../../common/grpc.js';
@@ -29,6 +29,20 @@ export interface WorkloadCaller {
   readonly selectors: readonly Selector[];
 }
 
+/**
+ * What a Workload API call offers the service and the caller resolver, whichever transport
+ * carries it: connect's `HandlerContext` has these members, and so does the fast path's call
+ * (raw-routes.ts).
+ */
+export interface WorkloadCallContext {
+  /** Request metadata; names are case-insensitive, repeated values joined by `, `. */
+  readonly requestHeader: { get(name: string): string | null };
+  /** Aborted when the call ends (client gone, deadline, server shutdown). */
+  readonly signal: AbortSignal;
+  /** Context values; the transport's peer is under `kGrpcPeer` (src/common/grpc/peer.ts). */
+  readonly values: ContextValues;
+}
+
 /** Resolves the caller of a Workload API request. */
 export interface CallerResolver {
   /**
@@ -36,7 +50,7 @@ export interface CallerResolver {
    * attestation failed or the caller exited, `ERR_WORKLOAD_CALLER_UNKNOWN` without peer
    * credentials, a `Canceled` ConnectError when the call went away.
    */
-  resolve(ctx: HandlerContext): Promise<WorkloadCaller>;
+  resolve(ctx: WorkloadCallContext): Promise<WorkloadCaller>;
 }
 
 /** Options of {@link createPeerCallerResolver}. */
@@ -128,7 +142,7 @@ export function createPeerCallerResolver(options: PeerCallerResolverOptions): Ca
   }
 
   return {
-    async resolve(ctx: HandlerContext): Promise<WorkloadCaller> {
+    async resolve(ctx: WorkloadCallContext): Promise<WorkloadCaller> {
       const peer = grpcPeer(ctx);
       if (peer.kind !== 'unix' || peer.cred === undefined || peer.cred.pid <= 0) {
         throw callerUnknown();

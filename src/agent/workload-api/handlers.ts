@@ -1,8 +1,10 @@
 /**
  * The SPIFFE Workload API service (`SpiffeWorkloadAPI`, SPIFFE Workload API spec and
- * SPIRE's pkg/agent/endpoints/workload/handler.go): handlers over an {@link IdentitySource}
- * and a {@link CallerResolver}. Transport-free: `startWorkloadApiServer` mounts them on the
- * Unix socket; tests mount them on an in-memory router.
+ * SPIRE's pkg/agent/endpoints/workload/handler.go) over an {@link IdentitySource} and a
+ * {@link CallerResolver}, transport-free: {@link createWorkloadApiService} is the logic,
+ * {@link createWorkloadApiHandlers} mounts it as a connect service (tests mount that on an
+ * in-memory router) and raw-routes.ts on `node:http2` streams directly, which is what
+ * `startWorkloadApiServer` serves the five methods with. Both paths run the same code below.
  *
  * Every call: the `workload.spiffe.io: true` header (else InvalidArgument), argument
  * checks, `Unavailable` until the source is ready, caller attestation (SO_PEERCRED +
@@ -12,7 +14,11 @@
  *   one per non-empty hint (oldest entry wins) — with the own bundle and the bundles of
  *   every trust domain they federate with; sent at once, then again whenever the answer
  *   changes (source change, or an SVID reaching its expiry). No identity (at first or
- *   later): `PermissionDenied` "no identity issued", ending the stream.
+ *   later): `PermissionDenied` "no identity issued", ending the stream. While the stream is
+ *   open its selectors are retained by the source (`IdentitySource.retain`), so that an
+ *   SVID cache with a size limit keeps (or mints) its SVIDs; when the caller has entries
+ *   whose SVIDs are not cached yet because of that limit, the first message waits for them
+ *   (as SPIRE's LRU cache makes a new subscriber wait).
  * - `FetchX509Bundles`, `FetchJWTBundles` (streams): own + federated bundles (X.509 as
  *   concatenated DER, JWT as JWKS JSON), keyed `spiffe://<td>`; identical answers are not
  *   resent. Without an identity: `PermissionDenied`, unless `allowUnauthenticatedVerifiers`
@@ -27,17 +33,18 @@
  * Never sends an SVID at or past its `expiresAt` (checked when each message is built).
  */
 
-import type { JsonObject, JsonValue } from '@bufbuild/protobuf';
+import type { JsonObject, JsonValue, MessageInitShape } from '@bufbuild/protobuf';
 import { create, toBinary } from '@bufbuild/protobuf';
-import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import type { ServiceImpl } from '@connectrpc/connect';
 import { type Clock, systemClock } from '../../common/clock.js';
-import { describeError, SpireEdgeError } from '../../common/errors.js';
+import { describeError } from '../../common/errors.js';
 import { type Logger, nullLogger } from '../../common/log.js';
-import { WORKLOAD_API_HEADER, workload } from '../../protocol/index.js';
+// The generated module itself rather than src/protocol/index.js, which loads the descriptors
+// of every API (admin, SDS) — a warm agent start needs only these (docs/performance.md).
+import * as workload from '../../protocol/gen/spiffe/workload/workload_pb.js';
 import { BundleSet } from '../../spiffe/bundle-set.js';
 import { parseSpiffeId } from '../../spiffe/id.js';
-import { validateJwtSvid } from '../../spiffe/jwt-svid.js';
-import type { CallerResolver, WorkloadCaller } from './caller.js';
+import type { CallerResolver, WorkloadCallContext, WorkloadCaller } from './caller.js';
 import {
   argumentInvalid,
   jwtSvidUnavailable,
@@ -48,7 +55,7 @@ import {
 } from './errors.js';
 import type { IdentitySource, TrustDomainBundles, WorkloadIdentity } from './identity-source.js';
 
-/** Options of {@link createWorkloadApiHandlers}. */
+/** Options of {@link createWorkloadApiHandlers} and {@link createWorkloadApiService}. */
 export interface WorkloadApiHandlerOptions {
   readonly source: IdentitySource;
   readonly callers: CallerResolver;
@@ -61,13 +68,18 @@ export interface WorkloadApiHandlerOptions {
   readonly allowedForeignJwtClaims?: readonly string[];
 }
 
-const NO_IDENTITY = noIdentityIssued().code;
+/**
+ * The metadata every Workload API request carries (`WORKLOAD_API_HEADER` of src/protocol,
+ * repeated here so that this module does not load every API's descriptors; a unit test keeps
+ * them equal).
+ */
+export const SECURITY_HEADER = 'workload.spiffe.io';
 
 /** Longest single timer a stream arms; it simply re-arms (setTimeout overflows past 2^31 ms). */
 const MAX_WAKE_MS = 24 * 3600 * 1000;
 
-function checkHeader(ctx: HandlerContext): void {
-  if (ctx.requestHeader.get(WORKLOAD_API_HEADER) !== 'true') throw securityHeaderMissing();
+function checkHeader(ctx: WorkloadCallContext): void {
+  if (ctx.requestHeader.get(SECURITY_HEADER) !== 'true') throw securityHeaderMissing();
 }
 
 /** SPIRE's order and hint rule over unexpired identities. */
@@ -122,12 +134,19 @@ class StreamWaker {
   #resolve: (() => void) | undefined;
   #cancelTimer: () => void = () => {};
   readonly #unsubscribe: () => void;
+  readonly #release: () => void;
   readonly #signal: AbortSignal;
   readonly #clock: Clock;
 
-  constructor(source: IdentitySource, signal: AbortSignal, clock: Clock) {
+  constructor(
+    source: IdentitySource,
+    signal: AbortSignal,
+    clock: Clock,
+    release: () => void = () => {},
+  ) {
     this.#signal = signal;
     this.#clock = clock;
+    this.#release = release;
     this.#unsubscribe = source.subscribe(this.#poke);
     signal.addEventListener('abort', this.close, { once: true });
     if (signal.aborted) this.close();
@@ -166,16 +185,63 @@ class StreamWaker {
     if (this.#closed) return;
     this.#closed = true;
     this.#unsubscribe();
+    this.#release();
     this.#cancelTimer();
     this.#signal.removeEventListener('abort', this.close);
     this.#poke();
   };
 }
 
-/** The `SpiffeWorkloadAPI` service implementation. */
-export function createWorkloadApiHandlers(
-  options: WorkloadApiHandlerOptions,
-): ServiceImpl<typeof workload.SpiffeWorkloadAPI> {
+/** One answer of a stream: the message, its encoding (compared, sent) and the next wake-up. */
+export interface StreamAnswer<T> {
+  readonly message: T;
+  readonly bytes: Uint8Array;
+  readonly wakeAtMs: number | undefined;
+}
+
+/**
+ * An open stream's answer builder, called at once and after every change; `undefined` means
+ * "nothing to send yet" (SVIDs still being minted). Throws to end the stream with an error.
+ */
+export type StreamBuilder<T> = (nowMs: number) => StreamAnswer<T> | undefined;
+
+/** An opened stream: its builder and the release of what it retained. */
+export interface OpenedStream<T> {
+  readonly build: StreamBuilder<T>;
+  readonly release: () => void;
+}
+
+/** The transport-free Workload API (see the module docs); both transports call it. */
+export interface WorkloadApiService {
+  /** Header check, readiness, attestation; then the caller's X509-SVID stream. */
+  openX509SvidStream(ctx: WorkloadCallContext): Promise<OpenedStream<workload.X509SVIDResponse>>;
+  openX509BundlesStream(
+    ctx: WorkloadCallContext,
+  ): Promise<OpenedStream<workload.X509BundlesResponse>>;
+  openJwtBundlesStream(
+    ctx: WorkloadCallContext,
+  ): Promise<OpenedStream<workload.JWTBundlesResponse>>;
+  fetchJwtSvid(
+    req: workload.JWTSVIDRequest,
+    ctx: WorkloadCallContext,
+  ): Promise<MessageInitShape<typeof workload.JWTSVIDResponseSchema>>;
+  validateJwtSvid(
+    req: workload.ValidateJWTSVIDRequest,
+    ctx: WorkloadCallContext,
+  ): Promise<MessageInitShape<typeof workload.ValidateJWTSVIDResponseSchema>>;
+  /**
+   * The answers of an opened stream until `signal` aborts: the first at once (or as soon as
+   * there is one), then every different answer after a change or an expiry. Throws the
+   * builder's error. Subscribed to the source for the stream's whole life; unsubscribed (and
+   * the stream's retention released) the moment `signal` aborts, even if the generator is
+   * never resumed again (a generator suspended at `yield` runs its `finally` only when
+   * resumed).
+   */
+  answers<T>(signal: AbortSignal, stream: OpenedStream<T>): AsyncGenerator<StreamAnswer<T>>;
+}
+
+/** The Workload API logic over `options.source` and `options.callers`. */
+export function createWorkloadApiService(options: WorkloadApiHandlerOptions): WorkloadApiService {
   const { source, callers } = options;
   if (typeof source?.identitiesFor !== 'function') throw new TypeError('source is required');
   if (typeof callers?.resolve !== 'function') throw new TypeError('callers is required');
@@ -184,36 +250,9 @@ export function createWorkloadApiHandlers(
   const allowUnauthenticated = options.allowUnauthenticatedVerifiers ?? false;
   const allowedForeignClaims = new Set(options.allowedForeignJwtClaims ?? []);
 
-  async function begin(ctx: HandlerContext): Promise<WorkloadCaller> {
+  async function begin(ctx: WorkloadCallContext): Promise<WorkloadCaller> {
     if (!source.ready()) throw notReady();
     return callers.resolve(ctx);
-  }
-
-  /**
-   * A stream: builds the answer, sends it when it differs from the last one sent, waits for
-   * a change; ends when the call ends. `build` throws to end the stream with an error.
-   */
-  async function* streamOf<T extends { $typeName: string }>(
-    ctx: HandlerContext,
-    build: (nowMs: number) => { message: T; bytes: Uint8Array; wakeAtMs: number | undefined },
-  ): AsyncGenerator<T> {
-    const waker = new StreamWaker(source, ctx.signal, clock);
-    try {
-      let last: Uint8Array | undefined;
-      let wakeAtMs: number | undefined;
-      for (;;) {
-        await waker.next(wakeAtMs);
-        if (ctx.signal.aborted || waker.closed) return;
-        const built = build(clock.nowMs());
-        wakeAtMs = built.wakeAtMs;
-        if (!bytesEqual(last, built.bytes)) {
-          last = built.bytes;
-          yield built.message;
-        }
-      }
-    } finally {
-      waker.close();
-    }
   }
 
   function ownTrustDomain(): { name: string; bundles: TrustDomainBundles } {
@@ -221,10 +260,19 @@ export function createWorkloadApiHandlers(
     return { name: bundles.x509.trustDomain.name, bundles };
   }
 
-  function x509SvidAnswer(caller: WorkloadCaller, nowMs: number) {
+  function x509SvidAnswer(
+    caller: WorkloadCaller,
+    nowMs: number,
+  ): StreamAnswer<workload.X509SVIDResponse> | undefined {
     const all = source.identitiesFor(caller.selectors);
+    // SVIDs held back by the cache's size limit are on their way: wait (SPIRE's subscriber
+    // waits for every SVID of its entries before its first update).
+    if (source.pendingFor?.(caller.selectors) === true) return undefined;
     const ids = visibleIdentities(all, nowMs);
-    if (ids.length === 0) throw noIdentityIssued();
+    if (ids.length === 0) {
+      log.error('no identity issued', { pid: caller.pid, uid: caller.uid });
+      throw noIdentityIssued();
+    }
     const own = ownTrustDomain();
     const bundleDer = own.bundles.x509.marshalDer();
     const federated: Record<string, Uint8Array> = {};
@@ -234,7 +282,7 @@ export function createWorkloadApiHandlers(
     const message = create(workload.X509SVIDResponseSchema, {
       svids: ids.map((i) => ({
         spiffeId: i.spiffeId,
-        x509Svid: Buffer.concat(i.certChain),
+        x509Svid: i.certChain.length === 1 ? i.certChain[0]! : Buffer.concat(i.certChain),
         x509SvidKey: i.privateKeyPkcs8,
         bundle: bundleDer,
         hint: i.hint,
@@ -263,49 +311,59 @@ export function createWorkloadApiHandlers(
     return { list, wakeAtMs: nextExpiry(all, nowMs) };
   }
 
+  const noRelease = () => {};
+
   return {
-    async *fetchX509SVID(_req, ctx) {
+    async openX509SvidStream(ctx) {
       checkHeader(ctx);
       const caller = await begin(ctx);
-      yield* streamOf(ctx, (nowMs) => {
-        try {
-          return x509SvidAnswer(caller, nowMs);
-        } catch (err) {
-          if (err instanceof SpireEdgeError && err.code === NO_IDENTITY) {
-            log.error('no identity issued', { pid: caller.pid, uid: caller.uid });
+      const release = source.retain?.(caller.selectors) ?? noRelease;
+      return { build: (nowMs) => x509SvidAnswer(caller, nowMs), release };
+    },
+
+    async openX509BundlesStream(ctx) {
+      checkHeader(ctx);
+      const caller = await begin(ctx);
+      return {
+        release: noRelease,
+        build: (nowMs) => {
+          const { list, wakeAtMs } = bundlesFor(caller, nowMs);
+          const bundles: Record<string, Uint8Array> = {};
+          for (const b of list) {
+            bundles[`spiffe://${b.x509.trustDomain.name}`] = b.x509.marshalDer();
           }
-          throw err;
-        }
-      });
+          const message = create(workload.X509BundlesResponseSchema, { bundles });
+          return {
+            message,
+            bytes: toBinary(workload.X509BundlesResponseSchema, message),
+            wakeAtMs,
+          };
+        },
+      };
     },
 
-    async *fetchX509Bundles(_req, ctx) {
+    async openJwtBundlesStream(ctx) {
       checkHeader(ctx);
       const caller = await begin(ctx);
-      yield* streamOf(ctx, (nowMs) => {
-        const { list, wakeAtMs } = bundlesFor(caller, nowMs);
-        const bundles: Record<string, Uint8Array> = {};
-        for (const b of list) bundles[`spiffe://${b.x509.trustDomain.name}`] = b.x509.marshalDer();
-        const message = create(workload.X509BundlesResponseSchema, { bundles });
-        return { message, bytes: toBinary(workload.X509BundlesResponseSchema, message), wakeAtMs };
-      });
+      return {
+        release: noRelease,
+        build: (nowMs) => {
+          const { list, wakeAtMs } = bundlesFor(caller, nowMs);
+          const bundles: Record<string, Uint8Array> = {};
+          for (const b of list) {
+            bundles[`spiffe://${b.jwt.trustDomain.name}`] = Buffer.from(b.jwt.marshal(), 'utf8');
+          }
+          const message = create(workload.JWTBundlesResponseSchema, { bundles });
+          return {
+            message,
+            bytes: toBinary(workload.JWTBundlesResponseSchema, message),
+            wakeAtMs,
+          };
+        },
+      };
     },
 
-    async *fetchJWTBundles(_req, ctx) {
-      checkHeader(ctx);
-      const caller = await begin(ctx);
-      yield* streamOf(ctx, (nowMs) => {
-        const { list, wakeAtMs } = bundlesFor(caller, nowMs);
-        const bundles: Record<string, Uint8Array> = {};
-        for (const b of list) {
-          bundles[`spiffe://${b.jwt.trustDomain.name}`] = Buffer.from(b.jwt.marshal(), 'utf8');
-        }
-        const message = create(workload.JWTBundlesResponseSchema, { bundles });
-        return { message, bytes: toBinary(workload.JWTBundlesResponseSchema, message), wakeAtMs };
-      });
-    },
-
-    async fetchJWTSVID(req, ctx) {
+    async fetchJwtSvid(req, ctx) {
       checkHeader(ctx);
       if (req.audience.length === 0) throw argumentInvalid('audience must be specified');
       if (req.audience.some((a) => a === '')) {
@@ -347,7 +405,7 @@ export function createWorkloadApiHandlers(
       return { svids };
     },
 
-    async validateJWTSVID(req, ctx) {
+    async validateJwtSvid(req, ctx) {
       checkHeader(ctx);
       if (req.audience === '') throw argumentInvalid('audience must be specified');
       if (req.svid === '') throw argumentInvalid('svid must be specified');
@@ -358,6 +416,8 @@ export function createWorkloadApiHandlers(
       for (const b of source.federatedBundles(federatedTrustDomains(ids, own.name)).values()) {
         set.set(b.jwt);
       }
+      // Loaded on first use: it brings in jose, which a warm start does not need.
+      const { validateJwtSvid } = await import('../../spiffe/jwt-svid.js');
       const svid = await validateJwtSvid(req.svid, set, [req.audience], { now: clock.now() });
       const claims: JsonObject = {};
       const foreign = svid.id.trustDomain.name !== own.name;
@@ -370,6 +430,59 @@ export function createWorkloadApiHandlers(
       if (typeof claims['aud'] === 'string') claims['aud'] = [claims['aud']];
       return { spiffeId: svid.id.toString(), claims };
     },
+
+    async *answers(signal, stream) {
+      const waker = new StreamWaker(source, signal, clock, stream.release);
+      try {
+        let last: Uint8Array | undefined;
+        let wakeAtMs: number | undefined;
+        for (;;) {
+          await waker.next(wakeAtMs);
+          if (signal.aborted || waker.closed) return;
+          const built = stream.build(clock.nowMs());
+          if (built === undefined) continue;
+          wakeAtMs = built.wakeAtMs;
+          if (!bytesEqual(last, built.bytes)) {
+            last = built.bytes;
+            yield built;
+          }
+        }
+      } finally {
+        waker.close();
+      }
+    },
+  };
+}
+
+/**
+ * The `SpiffeWorkloadAPI` service implementation for connect (see the module docs). A stream
+ * whose call ends unsubscribes at once, even if connect never resumes its generator.
+ */
+export function createWorkloadApiHandlers(
+  options: WorkloadApiHandlerOptions,
+): ServiceImpl<typeof workload.SpiffeWorkloadAPI> {
+  const service = createWorkloadApiService(options);
+
+  async function* messages<T>(signal: AbortSignal, stream: OpenedStream<T>): AsyncGenerator<T> {
+    for await (const answer of service.answers(signal, stream)) yield answer.message;
+  }
+
+  return {
+    async *fetchX509SVID(_req, ctx) {
+      yield* messages(ctx.signal, await service.openX509SvidStream(ctx));
+    },
+
+    async *fetchX509Bundles(_req, ctx) {
+      yield* messages(ctx.signal, await service.openX509BundlesStream(ctx));
+    },
+
+    async *fetchJWTBundles(_req, ctx) {
+      yield* messages(ctx.signal, await service.openJwtBundlesStream(ctx));
+    },
+
+    fetchJWTSVID: (req, ctx) => service.fetchJwtSvid(req, ctx),
+
+    validateJWTSVID: (req, ctx) => service.validateJwtSvid(req, ctx),
 
     // biome-ignore lint/correctness/useYield: answers before streaming anything
     async *fetchWITSVID(_req, ctx) {

@@ -28,6 +28,11 @@
  *   change of SVIDs, bundles or entries; spurious calls are fine (streams resend only
  *   when their answer changed). The returned function unsubscribes and must be idempotent.
  *   Listeners must not throw; an implementation should guard against it anyway.
+ * - Optional, for an SVID cache with a size limit (SPIRE's `x509_svid_cache_max_size`):
+ *   `retain(selectors)` is called when an X509-SVID stream opens and its result when the
+ *   stream ends (keep those entries' SVIDs, mint missing ones soon); `pendingFor(selectors)`
+ *   says that an entry the selectors match has no SVID yet because of the limit, and the
+ *   stream then waits for the next change instead of answering without it.
  *
  * What the server trusts: everything the source returns (it is the agent's own state).
  * What the source must guarantee: that identities are issued for the selectors given,
@@ -88,17 +93,41 @@ export interface IdentitySource {
   ): Promise<JwtSvidToken>;
   /** Calls `listener` after any change; returns the unsubscribe function. */
   subscribe(listener: () => void): () => void;
+  /**
+   * Optional (SPIRE's cache subscriber): an X509-SVID stream for `selectors` is open. A source
+   * whose SVID cache has a size limit keeps the SVIDs of the entries these selectors match,
+   * and mints the missing ones soon. Returns the release, called once when the stream ends.
+   */
+  retain?(selectors: readonly Selector[]): () => void;
+  /**
+   * Optional: true while an entry `selectors` match has no X509-SVID yet because the cache's
+   * size limit held it back (it is being minted). The X509-SVID stream then waits for the
+   * next change instead of answering without it.
+   */
+  pendingFor?(selectors: readonly Selector[]): boolean;
 }
 
 /**
  * SPIRE's workload-entry match rule: the entry's selectors are a non-empty subset of the
- * workload's (every entry selector was produced by some attestor).
+ * workload's (every entry selector was produced by some attestor). `workloadSelectors` may
+ * be given as the set of their `type:value` texts ({@link selectorKeys}), to build it once
+ * when matching many entries.
  */
 export function entryMatches(
   entrySelectors: readonly Selector[],
-  workloadSelectors: readonly Selector[],
+  workloadSelectors: readonly Selector[] | ReadonlySet<string>,
 ): boolean {
   if (entrySelectors.length === 0) return false;
-  const have = new Set(workloadSelectors.map(formatSelector));
+  const have =
+    workloadSelectors instanceof Set
+      ? (workloadSelectors as ReadonlySet<string>)
+      : selectorKeys(workloadSelectors as readonly Selector[]);
   return entrySelectors.every((s) => have.has(formatSelector(s)));
+}
+
+/** The `type:value` texts of `selectors`, as a set (for {@link entryMatches}). */
+export function selectorKeys(selectors: Iterable<Selector>): ReadonlySet<string> {
+  const keys = new Set<string>();
+  for (const s of selectors) keys.add(formatSelector(s));
+  return keys;
 }

@@ -33,6 +33,7 @@ export {
   entryMatches,
   type IdentitySource,
   type JwtSvidToken,
+  selectorKeys,
   type TrustDomainBundles,
   type WorkloadIdentity,
 } from './identity-source.js';

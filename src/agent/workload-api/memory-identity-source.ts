@@ -13,6 +13,7 @@ import {
   entryMatches,
   type IdentitySource,
   type JwtSvidToken,
+  selectorKeys,
   type TrustDomainBundles,
   type WorkloadIdentity,
 } from './identity-source.js';
@@ -61,8 +62,9 @@ export class MemoryIdentitySource implements IdentitySource {
 
   identitiesFor(selectors: readonly Selector[]): readonly WorkloadIdentity[] {
     const out: WorkloadIdentity[] = [];
+    const have = selectorKeys(selectors);
     for (const e of this.#entries.values()) {
-      if (entryMatches(e.selectors, selectors)) out.push(e);
+      if (entryMatches(e.selectors, have)) out.push(e);
     }
     return out;
   }

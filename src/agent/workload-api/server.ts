@@ -17,14 +17,15 @@ import { describeError, SpireEdgeError } from '../../common/errors.js';
 import type { GrpcServerLimits } from '../../common/grpc/server.js';
 import { type GrpcServerStats, parseUnixEndpoint, startGrpcServer } from '../../common/grpc.js';
 import { type Logger, nullLogger } from '../../common/log.js';
-import { workload } from '../../protocol/index.js';
+import * as workload from '../../protocol/gen/spiffe/workload/workload_pb.js';
 import type { SdsConfig } from '../sds/config.js';
-import { registerSdsService } from '../sds/handler.js';
+import type { registerSdsService } from '../sds/handler.js';
 import type { WorkloadAttestor } from '../workload-attestors/workload-attestor.js';
 import { type CallerResolver, createPeerCallerResolver } from './caller.js';
 import { DEFAULT_WORKLOAD_API_SOCKET } from './endpoint.js';
-import { createWorkloadApiHandlers } from './handlers.js';
+import { createWorkloadApiHandlers, createWorkloadApiService } from './handlers.js';
 import type { IdentitySource } from './identity-source.js';
+import { createWorkloadApiRawRoutes } from './raw-routes.js';
 
 const LIMIT_KEYS = [
   'maxMessageBytes',
@@ -59,6 +60,11 @@ export interface WorkloadApiServerOptions extends GrpcServerLimits {
    * default as in SPIRE; `false` is SPIRE's `disable_sds_api = true`.
    */
   readonly sds?: SdsConfig | false;
+  /**
+   * Serve the five `SpiffeWorkloadAPI` methods on the fast path (raw-routes.ts) rather than
+   * through connect. Default true; the answers are the same (tests compare both).
+   */
+  readonly fastPath?: boolean;
 }
 
 /** A running Workload API endpoint. */
@@ -85,7 +91,7 @@ export async function startWorkloadApiServer(
       log,
       ...(options.attestationCacheMs === undefined ? {} : { cacheMs: options.attestationCacheMs }),
     });
-  const handlers = createWorkloadApiHandlers({
+  const serviceOptions = {
     source: options.source,
     callers,
     clock,
@@ -96,21 +102,47 @@ export async function startWorkloadApiServer(
     ...(options.allowedForeignJwtClaims === undefined
       ? {}
       : { allowedForeignJwtClaims: options.allowedForeignJwtClaims }),
-  });
+  };
+  const handlers = createWorkloadApiHandlers(serviceOptions);
+  const rawRoutes =
+    options.fastPath === false
+      ? undefined
+      : createWorkloadApiRawRoutes(createWorkloadApiService(serviceOptions));
   const limits: { -readonly [K in keyof GrpcServerLimits]?: number } = {};
   for (const key of LIMIT_KEYS) {
     const v = options[key];
     if (v !== undefined) limits[key] = v;
   }
+  // SDS (and Envoy's descriptors) is loaded when the first request reaches connect's router:
+  // the five Workload API methods are served without it.
+  let registerSds: typeof registerSdsService | undefined;
+  // An SDS call is a cache subscriber too (as in SPIRE): the caller's selectors are retained
+  // by the source (x509_svid_cache_max_size) for as long as the call lasts.
+  const sdsCallers: CallerResolver = {
+    async resolve(ctx) {
+      const caller = await callers.resolve(ctx);
+      const release = options.source.retain?.(caller.selectors);
+      if (release !== undefined) {
+        if (ctx.signal.aborted) release();
+        else ctx.signal.addEventListener('abort', release, { once: true });
+      }
+      return caller;
+    },
+  };
   const server = await startGrpcServer({
     ...limits,
     listen: { socketPath, mode: 0o777, peerCredentials: true, pidfd: true },
+    ...(rawRoutes === undefined ? {} : { rawRoutes }),
+    prepareRoutes: async () => {
+      if (options.sds !== false)
+        registerSds = (await import('../sds/handler.js')).registerSdsService;
+    },
     routes: (router) => {
       router.service(workload.SpiffeWorkloadAPI, handlers);
-      if (options.sds !== false) {
-        registerSdsService(router, {
+      if (options.sds !== false && registerSds !== undefined) {
+        registerSds(router, {
           source: options.source,
-          callerResolver: callers,
+          callerResolver: sdsCallers,
           clock,
           log,
           ...(options.sds === undefined ? {} : { config: options.sds }),

@@ -19,7 +19,8 @@
  * exceeds `workloadSizeLimit`.
  */
 import { createHash } from 'node:crypto';
-import { type FileHandle, open, readFile, readlink, stat } from 'node:fs/promises';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, SpireEdgeError } from '../../common/errors.js';
 import { type NameMap, parseGroup, parsePasswd } from './name-db.js';
@@ -51,7 +52,11 @@ function failed(message: string, cause?: unknown): SpireEdgeError {
   });
 }
 
-/** A parsed file re-read only when its identity or mtime changes. */
+/**
+ * A parsed file re-read only when its identity or mtime changes. Read synchronously: a local
+ * `stat` costs microseconds, while the promise API's round trip through the thread pool cost
+ * more than the work (docs/performance.md, "Agent"); the file is re-read only when it changed.
+ */
 class CachedFile<T> {
   readonly #path: string;
   readonly #parse: (text: string) => T;
@@ -66,10 +71,10 @@ class CachedFile<T> {
     this.#value = empty;
   }
 
-  async get(): Promise<T> {
+  get(): T {
     let key: string;
     try {
-      const st = await stat(this.#path, { bigint: true });
+      const st = statSync(this.#path, { bigint: true });
       key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}`;
     } catch {
       // No such database: no names (uid/gid selectors still work).
@@ -78,7 +83,12 @@ class CachedFile<T> {
       return this.#value;
     }
     if (key !== this.#key) {
-      const text = await readFile(this.#path, 'utf8').catch(() => '');
+      let text: string;
+      try {
+        text = readFileSync(this.#path, 'utf8');
+      } catch {
+        text = '';
+      }
       this.#value = this.#parse(text);
       this.#key = key;
     }
@@ -160,7 +170,9 @@ export function createUnixWorkloadAttestor(
       checkPid(pid);
       let text: string;
       try {
-        text = await readFile(join(procRoot, String(pid), 'status'), 'utf8');
+        // /proc is served from kernel memory: a synchronous read never blocks, and is several
+        // times cheaper than the promise API's open/fstat/read/close on the thread pool.
+        text = readFileSync(join(procRoot, String(pid), 'status'), 'utf8');
       } catch (err) {
         throw failed(`could not read /proc status of pid ${pid}: ${describeError(err)}`, err);
       }
@@ -170,7 +182,8 @@ export function createUnixWorkloadAttestor(
       } catch (err) {
         throw failed(`could not parse /proc status of pid ${pid}: ${describeError(err)}`, err);
       }
-      const [userNames, groupNames] = await Promise.all([users.get(), groups.get()]);
+      const userNames = users.get();
+      const groupNames = groups.get();
       const values: string[] = [];
       const uid = effectiveId(status.uids);
       values.push(`uid:${uid}`);
@@ -188,7 +201,7 @@ export function createUnixWorkloadAttestor(
       if (discover) {
         let path: string;
         try {
-          path = await readlink(join(procRoot, String(pid), 'exe'));
+          path = readlinkSync(join(procRoot, String(pid), 'exe'));
         } catch (err) {
           throw failed(
             `could not read the workload path of pid ${pid}: ${describeError(err)}`,

@@ -55,10 +55,11 @@ export const kGrpcPeer = createContextKey<GrpcPeer | undefined>(undefined, {
 });
 
 /**
- * The caller of the current request. Throws a ConnectError `Unavailable` when the
+ * The caller of the current request (a connect handler's context, or anything carrying its
+ * `values`, such as a fast-path call). Throws a ConnectError `Unavailable` when the
  * connection is gone before the handler asked (the request cannot be attributed).
  */
-export function grpcPeer(ctx: HandlerContext): GrpcPeer {
+export function grpcPeer(ctx: Pick<HandlerContext, 'values'>): GrpcPeer {
   const peer = ctx.values.get(kGrpcPeer);
   if (peer === undefined) {
     throw new ConnectError('caller connection is no longer available', Code.Unavailable);

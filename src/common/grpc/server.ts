@@ -36,6 +36,7 @@ import { loadNativeAddon, type NativeAddon, type PeerCredentials } from '../../n
 import { SpireEdgeError } from '../errors.js';
 import { toConnectError } from './errors.js';
 import { type GrpcPeer, kGrpcPeer } from './peer.js';
+import { type RawGrpcMethod, rawEligible, serveRawGrpcCall } from './raw-route.js';
 import {
   prepareSocketDir,
   removeStaleSocket,
@@ -121,6 +122,21 @@ export interface GrpcServerOptions extends GrpcServerLimits {
    * with gzip when the client accepts it (never brotli), for callers on slow links.
    */
   readonly responseCompression?: 'none' | 'gzip';
+  /**
+   * Methods served on the fast path (raw-route.ts) instead of connect, by path
+   * (`/Service/Method`). Requests the fast path does not handle (another codec, compressed
+   * requests, not POST) and every other path still reach `routes`. The same limits, peer,
+   * context values, error mapping and `onError` apply; responses are never compressed.
+   */
+  readonly rawRoutes?: ReadonlyMap<string, RawGrpcMethod>;
+  /**
+   * Loads what `routes` needs (modules, descriptors), once. With it, connect's router is built
+   * on the first request that reaches connect instead of at start, so a server whose hot
+   * methods are `rawRoutes` does not load the rest until it is asked for (the agent's Envoy
+   * SDS service). A rejection answers that request HTTP 503 (gRPC clients read Unavailable)
+   * and the next request tries again.
+   */
+  readonly prepareRoutes?: () => Promise<void>;
 }
 
 /** Defaults of {@link GrpcServerOptions}. */
@@ -209,8 +225,11 @@ function tlsContextOptions(tls: GrpcServerTlsOptions) {
  * response stream that ends while the server shuts down ends with the shutdown's
  * `Unavailable`, not OK, so clients know to reconnect.
  */
-function errorMapping(onError: GrpcServerOptions['onError'], shutdown: AbortSignal): Interceptor {
-  const map = (err: unknown, procedure: string): ConnectError => {
+function errorMapper(
+  onError: GrpcServerOptions['onError'],
+  shutdown: AbortSignal,
+): (err: unknown, procedure: string) => ConnectError {
+  return (err, procedure) => {
     if (err instanceof ConnectError) return err;
     // An abort error raised because the server is going down is the shutdown, not a bug.
     if (shutdown.aborted && !(err instanceof SpireEdgeError))
@@ -224,6 +243,10 @@ function errorMapping(onError: GrpcServerOptions['onError'], shutdown: AbortSign
     }
     return toConnectError(err);
   };
+}
+
+function errorMapping(onError: GrpcServerOptions['onError'], shutdown: AbortSignal): Interceptor {
+  const map = errorMapper(onError, shutdown);
   return (next) => async (req) => {
     const procedure = `/${req.service.typeName}/${req.method.name}`;
     let res: Awaited<ReturnType<typeof next>>;
@@ -330,29 +353,64 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   setMaxListeners(0, shutdown.signal);
   const sessions = new Map<http2.Http2Session, SessionState>();
 
-  const handler = connectNodeAdapter({
-    routes: options.routes,
-    grpc: true,
-    grpcWeb: false,
-    connect: false,
-    readMaxBytes: o.maxMessageBytes,
-    writeMaxBytes: o.maxMessageBytes,
-    ...(o.maxTimeoutMs > 0 ? { maxTimeoutMs: o.maxTimeoutMs } : {}),
-    shutdownSignal: shutdown.signal,
-    interceptors: [errorMapping(options.onError, shutdown.signal), ...(options.interceptors ?? [])],
-    contextValues: (req) => {
-      const session = (req as http2.Http2ServerRequest).stream?.session;
-      const peer = session === undefined ? undefined : sessions.get(session)?.peer;
-      const values = options.contextValues?.(peer) ?? createContextValues();
-      return values.set(kGrpcPeer, peer);
-    },
-  });
+  const buildHandler = () =>
+    connectNodeAdapter({
+      routes: options.routes,
+      grpc: true,
+      grpcWeb: false,
+      connect: false,
+      readMaxBytes: o.maxMessageBytes,
+      writeMaxBytes: o.maxMessageBytes,
+      ...(o.maxTimeoutMs > 0 ? { maxTimeoutMs: o.maxTimeoutMs } : {}),
+      shutdownSignal: shutdown.signal,
+      interceptors: [
+        errorMapping(options.onError, shutdown.signal),
+        ...(options.interceptors ?? []),
+      ],
+      contextValues: (req) => {
+        const session = (req as http2.Http2ServerRequest).stream?.session;
+        const peer = session === undefined ? undefined : sessions.get(session)?.peer;
+        const values = options.contextValues?.(peer) ?? createContextValues();
+        return values.set(kGrpcPeer, peer);
+      },
+    });
+  let handler = options.prepareRoutes === undefined ? buildHandler() : undefined;
+  let preparing: Promise<void> | undefined;
+  const prepared = (): Promise<void> => {
+    preparing ??= options.prepareRoutes!().then(
+      () => {
+        handler ??= buildHandler();
+      },
+      (err: unknown) => {
+        preparing = undefined;
+        throw err;
+      },
+    );
+    return preparing;
+  };
+  const rawRoutes = options.rawRoutes;
+  const mapError = errorMapper(options.onError, shutdown.signal);
 
   const responseCompression = options.responseCompression ?? 'none';
   if (responseCompression !== 'none' && responseCompression !== 'gzip') {
     throw new TypeError("responseCompression must be 'none' or 'gzip'");
   }
   const serve = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void => {
+    const raw = rawRoutes?.get(req.url);
+    if (raw !== undefined && rawEligible(req.headers)) {
+      const session = req.stream?.session;
+      const peer = session === undefined ? undefined : sessions.get(session)?.peer;
+      const values = (options.contextValues?.(peer) ?? createContextValues()).set(kGrpcPeer, peer);
+      serveRawGrpcCall(req, res, raw, {
+        peer,
+        values,
+        maxMessageBytes: o.maxMessageBytes,
+        maxTimeoutMs: o.maxTimeoutMs,
+        shutdown: shutdown.signal,
+        mapError,
+      });
+      return;
+    }
     // connect-node compresses a response with the first algorithm of the client's
     // grpc-accept-encoding it supports, or, without that header, as the request was
     // compressed: rewriting the header decides. `identity` (no algorithm it has) means
@@ -363,7 +421,16 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       responseCompression === 'gzip' && accepted !== undefined && acceptsGzip(accepted)
         ? 'gzip'
         : 'identity';
-    handler(req, res);
+    if (handler !== undefined) {
+      handler(req, res);
+      return;
+    }
+    prepared().then(
+      () => handler!(req, res),
+      () => {
+        if (!res.headersSent && !res.stream.destroyed) res.writeHead(503).end();
+      },
+    );
   };
 
   const h2options: http2.ServerOptions = {
