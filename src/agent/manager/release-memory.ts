@@ -23,6 +23,9 @@ export function releaseFreedMemory(): boolean {
   }
   if (typeof trim !== 'function') return false;
   try {
+    // With --expose-gc (bin/spire-agent sets it) collect first, so the buffers the burst left
+    // unreachable are freed to the C heap before it is trimmed.
+    (globalThis as { gc?: () => void }).gc?.();
     trim();
     return true;
   } catch {
