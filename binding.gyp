@@ -8,10 +8,10 @@
   "targets": [
     {
       "target_name": "spire_edge_native",
-      "sources": ["native/addon.cc", "native/peercred.cc", "native/ecdsa-verify.cc"],
+      "sources": ["native/addon.cc", "native/peercred.cc", "native/ecdsa-verify.cc", "native/ecdsa-sign.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
-      # ecdsa-verify.cc uses OpenSSL's EC_KEY API (deprecated in OpenSSL 3, still exported by
+      # ecdsa-verify.cc and ecdsa-sign.cc use OpenSSL's EC_KEY API (deprecated in OpenSSL 3, still exported by
       # Node, whose bundled OpenSSL headers it compiles against).
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-Wno-deprecated-declarations"],
       "cflags_cc!": ["-fno-exceptions"],

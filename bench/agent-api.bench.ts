@@ -13,7 +13,15 @@
  *    The machine is shared, so load and baseline alternate for ROUNDS rounds and the best
  *    round of each is reported (each round's figures and the load average are printed too),
  *    with the CPU time the whole process (agents, server, thread pool) spent per SVID: a
- *    figure that load from other processes disturbs far less than a rate.
+ *    figure that load from other processes disturbs far less than a rate. The SVID path
+ *    needs both cores and the baseline one, so on a busy machine the ratio falls while the
+ *    CPU per SVID holds.
+ *
+ *    What the server does per batch (docs/performance.md, "Server"): the request on the gRPC
+ *    fast path (raw node:http2), each CSR recognized without a parse tree and its signature
+ *    checked by the native verifier, a few per thread-pool task; the certificates written in
+ *    one pass and signed by the memory KeyManager's native batch signer, a few per task. The
+ *    thread pool keeps libuv's default size (4): 2 was not measurably better here.
  * 2. The CA path alone in process (ServerCa.signX509SvidFromCsr, 50 requests in flight as
  *    a batch is processed), and the API with the CA stubbed (TLS, auth, entry cache,
  *    protobuf alone).

@@ -3,7 +3,10 @@
  * and are lost on restart, so every start of a server that uses it mints a new CA.
  *
  * Also home of the software-key machinery the `disk` KeyManager and the disk
- * UpstreamAuthority share: {@link softwareSigner} and {@link keyTypeOfPrivateKey}.
+ * UpstreamAuthority share: {@link softwareSigner} and {@link keyTypeOfPrivateKey}. EC keys
+ * sign through the native addon's batch signer when it has one (see
+ * {@link createSoftwareSigner}); the key managers free its copy of a key as soon as the key
+ * is deleted or replaced, or the manager closes.
  */
 import {
   createHash,
@@ -12,8 +15,10 @@ import {
   generateKeyPair,
   type KeyObject,
 } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { describeError, SpireEdgeError } from '../common/errors.js';
 import { hashForKeyType, type KeyType, type Signer } from '../common/signer.js';
+import { loadNativeAddon, type NativeAddon, type NativeEcdsaSigningKey } from '../native/addon.js';
 import { assertKeyId, assertKeyType, type KeyManager, type ManagedKey } from './key-manager.js';
 
 /**
@@ -53,10 +58,41 @@ function signFailed(err: unknown): SpireEdgeError {
  * form, RSA signatures RSASSA-PKCS1-v1_5, hashed with `hashForKeyType`. Used for keys that
  * are not managed by a KeyManager (the disk UpstreamAuthority's key).
  *
+ * EC keys sign through the native addon's batch signer when it is built with it (see
+ * {@link createSoftwareSigner}); its copy of the key is freed when the signer is collected.
+ *
  * @throws TypeError when `privateKey` is not a private key of a supported type.
  */
 export function softwareSigner(privateKey: KeyObject): Signer {
-  if (privateKey.type !== 'private') throw new TypeError('softwareSigner needs a private key');
+  return createSoftwareSigner(privateKey).signer;
+}
+
+/** A software {@link Signer} and the release of the native copy of its key. */
+export interface SoftwareSignerHandle {
+  readonly signer: Signer;
+  /**
+   * Frees the native addon's copy of the key (cleared by OpenSSL), if it made one. Signing
+   * still works afterwards, through node:crypto. Idempotent.
+   */
+  dispose(): void;
+}
+
+/**
+ * {@link softwareSigner} with an explicit release of the native copy of the key, for key
+ * managers that know when a key is deleted or replaced.
+ *
+ * Signing path: P-256 and P-384 keys sign through the native addon (native/ecdsa-sign.cc)
+ * when it has `ecdsaSignBatch`: the key is exported once as PKCS#8 DER into a buffer that is
+ * zeroed as soon as the addon has imported it, and `sign` calls made in one turn of the
+ * event loop (a BatchNewX509SVID's SVIDs) are signed together, a few per thread-pool task,
+ * instead of one node:crypto job each. The signatures are the same kind (ECDSA, P1363,
+ * fresh nonces). Should the addon be missing, refuse the key, or fail a batch, the calls
+ * sign through node:crypto as before. RSA keys always sign through node:crypto.
+ *
+ * @throws TypeError when `privateKey` is not a private key of a supported type.
+ */
+export function createSoftwareSigner(privateKey: KeyObject): SoftwareSignerHandle {
+  if (privateKey?.type !== 'private') throw new TypeError('softwareSigner needs a private key');
   const keyType = keyTypeOfPrivateKey(privateKey);
   if (keyType === undefined) {
     throw new TypeError('private key must be EC P-256/P-384 or RSA 2048/4096');
@@ -64,17 +100,136 @@ export function softwareSigner(privateKey: KeyObject): Signer {
   const publicKey = createPublicKey(privateKey);
   const hash = hashForKeyType(keyType);
   const opts = signOptions(keyType, privateKey);
-  return {
+  const nodeSign = (data: Uint8Array): Promise<Uint8Array> => signAsync(hash, data, opts);
+  const native = nativeBatchSigner(privateKey, keyType, nodeSign);
+  const signer: Signer = {
     keyType,
     publicKey,
     publicKeySpki: spkiOf(publicKey),
-    sign: (data) => signAsync(hash, data, opts),
+    sign: native === undefined ? nodeSign : native.sign,
     signSync: (data) => {
       try {
         return new Uint8Array(cryptoSign(hash, data, opts));
       } catch (err) {
         throw signFailed(err);
       }
+    },
+  };
+  return { signer, dispose: () => native?.dispose() };
+}
+
+/**
+ * Signatures per native thread-pool task: a burst is spread over the cores, at most 16 per
+ * task (so several threads share it) and at least 4 (so many cores do not bring back a task
+ * per signature).
+ */
+const NATIVE_SIGN_MAX_CHUNK = 16;
+const NATIVE_SIGN_MIN_CHUNK = 4;
+
+interface PendingSignature {
+  readonly data: Uint8Array;
+  readonly resolve: (sig: Uint8Array) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+let nativeAddon: NativeAddon | null | undefined;
+
+function nativeSigningAddon(): NativeAddon | undefined {
+  if (nativeAddon === undefined) {
+    nativeAddon = null;
+    try {
+      const addon = loadNativeAddon();
+      if (
+        typeof addon.ecdsaSigningKey === 'function' &&
+        typeof addon.ecdsaSigningKeyFree === 'function' &&
+        typeof addon.ecdsaSignBatch === 'function'
+      ) {
+        nativeAddon = addon;
+      }
+    } catch {
+      // ERR_NATIVE_UNAVAILABLE: node:crypto signs.
+    }
+  }
+  return nativeAddon ?? undefined;
+}
+
+/**
+ * The native batch signer for an EC key, or undefined (RSA, no addon, key refused). Every
+ * call that cannot go native (after dispose, a failed batch) goes to `fallback`.
+ */
+function nativeBatchSigner(
+  privateKey: KeyObject,
+  keyType: KeyType,
+  fallback: (data: Uint8Array) => Promise<Uint8Array>,
+): { sign: (data: Uint8Array) => Promise<Uint8Array>; dispose: () => void } | undefined {
+  if (keyType !== 'ec-p256' && keyType !== 'ec-p384') return undefined;
+  const addon = nativeSigningAddon();
+  if (addon === undefined) return undefined;
+  let handle: NativeEcdsaSigningKey | undefined;
+  let der: Buffer | undefined;
+  try {
+    der = privateKey.export({ format: 'der', type: 'pkcs8' });
+    handle = addon.ecdsaSigningKey!(der, keyType === 'ec-p256' ? 'P-256' : 'P-384');
+  } catch {
+    return undefined;
+  } finally {
+    der?.fill(0);
+  }
+  const sigLength = keyType === 'ec-p256' ? 64 : 96;
+  const cores = Math.max(1, availableParallelism());
+  let pending: PendingSignature[] = [];
+  const viaFallback = (p: PendingSignature): void => {
+    fallback(p.data).then(p.resolve, p.reject);
+  };
+  const run = (chunk: PendingSignature[]): void => {
+    let result: Promise<Uint8Array>;
+    try {
+      if (handle === undefined) throw new TypeError('disposed');
+      result = addon.ecdsaSignBatch!(
+        handle,
+        chunk.map((p) => p.data),
+      );
+    } catch {
+      for (const p of chunk) viaFallback(p);
+      return;
+    }
+    result.then(
+      (sigs) => {
+        if (sigs.length !== chunk.length * sigLength) {
+          for (const p of chunk) viaFallback(p);
+          return;
+        }
+        for (let i = 0; i < chunk.length; i++) {
+          chunk[i]!.resolve(sigs.subarray(i * sigLength, (i + 1) * sigLength));
+        }
+      },
+      () => {
+        for (const p of chunk) viaFallback(p);
+      },
+    );
+  };
+  const flush = (): void => {
+    const all = pending;
+    pending = [];
+    const size = Math.max(
+      NATIVE_SIGN_MIN_CHUNK,
+      Math.min(NATIVE_SIGN_MAX_CHUNK, Math.ceil(all.length / cores)),
+    );
+    for (let i = 0; i < all.length; i += size) run(all.slice(i, i + size));
+  };
+  return {
+    sign: (data) => {
+      if (handle === undefined || !(data instanceof Uint8Array)) return fallback(data);
+      return new Promise<Uint8Array>((resolve, reject) => {
+        if (pending.length === 0) queueMicrotask(flush);
+        pending.push({ data, resolve, reject });
+      });
+    },
+    dispose: () => {
+      if (handle === undefined) return;
+      const h = handle;
+      handle = undefined;
+      addon.ecdsaSigningKeyFree!(h);
     },
   };
 }
@@ -158,10 +313,13 @@ class SoftwareManagedKey implements ManagedKey {
   readonly fingerprint: string;
   readonly #owner: SoftwareKeyManager;
   readonly #signer: Signer;
+  readonly #release: () => void;
 
   constructor(owner: SoftwareKeyManager, entry: SoftwareKeyEntry) {
     this.#owner = owner;
-    this.#signer = softwareSigner(entry.privateKey);
+    const h = createSoftwareSigner(entry.privateKey);
+    this.#signer = h.signer;
+    this.#release = h.dispose;
     this.id = entry.id;
     this.keyType = entry.keyType;
     this.publicKey = this.#signer.publicKey;
@@ -181,6 +339,11 @@ class SoftwareManagedKey implements ManagedKey {
   signSync(data: Uint8Array): Uint8Array {
     this.#owner.checkLive(this);
     return this.#signer.signSync!(data);
+  }
+
+  /** Frees the native copy of the key once it has left the key manager. */
+  release(): void {
+    this.#release();
   }
 }
 
@@ -241,7 +404,11 @@ export class SoftwareKeyManager implements KeyManager {
 
   async #commit(next: Map<string, LiveEntry>): Promise<void> {
     if (this.#persist !== undefined) await this.#persist(next);
+    const prev = this.#entries;
     this.#entries = next;
+    // Keys that left (deleted or replaced): their handles no longer sign, so the native
+    // copies go now rather than at garbage collection.
+    for (const [id, e] of prev) if (next.get(id) !== e) e.handle.release();
   }
 
   async generateKey(id: string, keyType: KeyType): Promise<ManagedKey> {
@@ -290,6 +457,7 @@ export class SoftwareKeyManager implements KeyManager {
     // Let queued writes finish before refusing further work.
     await this.#serialise(async () => {
       this.#closed = true;
+      for (const e of this.#entries.values()) e.handle.release();
     });
   }
 }

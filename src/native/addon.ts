@@ -74,6 +74,14 @@ export interface NativeEcdsaItem {
   readonly signature: Uint8Array;
 }
 
+/** Curves {@link NativeAddon.ecdsaSigningKey} signs with. */
+export type NativeEcdsaSigningCurve = 'P-256' | 'P-384';
+
+/** A private key held by the addon (a type-tagged native external); opaque. */
+export interface NativeEcdsaSigningKey {
+  readonly __nativeEcdsaSigningKey: never;
+}
+
 /** The functions the addon exports. */
 export interface NativeAddon {
   /** SO_PEERCRED of a connected AF_UNIX socket; throws (errno EAFNOSUPPORT) on other families. */
@@ -106,6 +114,33 @@ export interface NativeAddon {
   ): Promise<NativeEcdsaResult>;
   /** Verifies every item in one thread-pool task; results in item order. */
   ecdsaVerifyBatch(items: readonly NativeEcdsaItem[]): Promise<Int8Array>;
+  /**
+   * {@link NativeAddon.ecdsaVerifyBatch} in a flat form that is cheaper to pass: `kinds[i]`
+   * is the curve's index (P-256, P-384, P-521) × 3 + the hash's (sha256, sha384, sha512);
+   * item i's point, data and signature are the consecutive ranges of `blob` that end at
+   * `ends[3i]`, `ends[3i+1]` and `ends[3i+2]` (ascending). Optional: an addon built before
+   * it lacks it.
+   */
+  ecdsaVerifyMany?(kinds: Uint8Array, blob: Uint8Array, ends: Uint32Array): Promise<Int8Array>;
+
+  // ---- ECDSA signing with a software key imported once into OpenSSL (native/ecdsa-sign.cc):
+  // many signatures per thread-pool task. Optional: an addon built before it lacks them. ----
+
+  /**
+   * Imports an EC private key (PKCS#8 DER) of `curve` into native memory and returns an
+   * opaque handle. The caller zeroes `pkcs8` afterwards; the key never comes back out. The
+   * key is freed (its scalar cleared) once the handle is freed or collected and no batch
+   * still uses it. Throws TypeError when the bytes are not such a key.
+   */
+  ecdsaSigningKey?(pkcs8: Uint8Array, curve: NativeEcdsaSigningCurve): NativeEcdsaSigningKey;
+  /** Drops the handle's hold on the key (idempotent); later batches throw TypeError. */
+  ecdsaSigningKeyFree?(key: NativeEcdsaSigningKey): void;
+  /**
+   * Hashes (SHA-256 for P-256, SHA-384 for P-384) and signs every item in one thread-pool
+   * task; resolves the IEEE P1363 signatures (`r || s`, 64 or 96 bytes each) back to back,
+   * in item order. Rejects with `code` `ERR_NATIVE_SIGN_FAILED` if OpenSSL fails.
+   */
+  ecdsaSignBatch?(key: NativeEcdsaSigningKey, items: readonly Uint8Array[]): Promise<Uint8Array>;
 
   // ---- TPM 2.0 over tpm2-tss ESYS (native/tpm*.cc). Every call is async and serialised per
   // context; blobs are marshalled TPM structures; all parsing happens in TypeScript. ----

@@ -5,19 +5,24 @@
  * Everything constant for one CA (issuer name, authority key identifier, signature
  * algorithm, the fixed extensions) is encoded once when an {@link X509SvidMinter} is built;
  * each mint only encodes the serial, the validity, the SAN, the subject key identifier and
- * the public key, then signs.
+ * the public key, then signs. An SVID's tbsCertificate and certificate are each written in
+ * one pass into one buffer (sizes first), not assembled from nested encodings.
  *
  * Errors: arguments that are not what the API takes throw `TypeError`; a public key given as
  * bytes that is not a usable key throws `ERR_PUBLIC_KEY_INVALID`; a certification request
  * that does not parse or verify throws `ERR_CSR_INVALID` (see csr.ts).
  */
+import * as nodeCrypto from 'node:crypto';
 import { KeyObject } from 'node:crypto';
 import {
   bitString,
   DER_TRUE,
+  derError,
   oid,
+  readTlv,
   seq,
   smallInteger,
+  TAG,
   time,
   tlv,
   unsignedInteger,
@@ -25,7 +30,7 @@ import {
 import { SpireEdgeError } from '../common/errors.js';
 import { cryptoRandom, type RandomSource } from '../common/random.js';
 import type { Signer } from '../common/signer.js';
-import { type EcdsaVerifier, parseCsrAsync } from './csr.js';
+import { type EcdsaVerifier, type VerifiedCsrKey, verifyCsrKeyAsync } from './csr.js';
 import { parseSpiffeId, type SpiffeId, type TrustDomain, toSpiffeId, toTrustDomain } from './id.js';
 import {
   inspectSpki,
@@ -81,11 +86,16 @@ const DEFAULT_SVID_SUBJECT_DER = encodeName(DEFAULT_X509_SVID_SUBJECT);
 const CN_SUBJECT_CACHE_SIZE = 4096;
 
 /**
- * Mints for the key of a CSR whose signature has been verified: OpenSSL imported the key,
- * so its EC point arithmetic is not repeated. Set by the X509SvidMinter class so that it
- * can reach the minter's private members.
+ * Mints for the key of a CSR whose signature has been verified: OpenSSL imported the key
+ * or the native verifier decoded its point, so the EC point arithmetic is not repeated, and
+ * an SPKI the native path inspected is not parsed again. Set by the X509SvidMinter class
+ * so that it can reach the minter's private members.
  */
-let mintVerifiedCsrKey: (minter: X509SvidMinter, opts: MintX509SvidOptions) => Promise<Uint8Array>;
+let mintVerifiedCsrKey: (
+  minter: X509SvidMinter,
+  opts: MintX509SvidOptions,
+  key: VerifiedCsrKey,
+) => Promise<Uint8Array>;
 const EMPTY_NAME = seq();
 
 // ---------------------------------------------------------------------------------------
@@ -116,11 +126,7 @@ function spkiOf(publicKey: KeyObject | Uint8Array, checkPoint = true): Uint8Arra
         err,
       );
     }
-    if (kind !== 'ec' && kind !== 'rsa' && kind !== 'ed25519') {
-      throw publicKeyError(
-        `public key algorithm ${kind} is not supported (P-256, P-384, P-521, RSA, Ed25519)`,
-      );
-    }
+    checkKeyKind(kind);
     return publicKey;
   }
   if (!(publicKey instanceof KeyObject) || publicKey.type === 'secret') {
@@ -139,6 +145,15 @@ function spkiOf(publicKey: KeyObject | Uint8Array, checkPoint = true): Uint8Arra
     throw new TypeError(`publicKey: key type ${String(kt)} is not supported`);
   }
   return spkiFromKeyObject(publicKey);
+}
+
+/** Refuses SPKI algorithms SVIDs may not certify (`kind` as {@link inspectSpki} names it). */
+function checkKeyKind(kind: string): void {
+  if (kind !== 'ec' && kind !== 'rsa' && kind !== 'ed25519') {
+    throw publicKeyError(
+      `public key algorithm ${kind} is not supported (P-256, P-384, P-521, RSA, Ed25519)`,
+    );
+  }
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
@@ -207,6 +222,87 @@ function sanExtension(uri: string, dnsNames: readonly string[], critical: boolea
   for (const d of dnsNames) names.push(tlv(0x82, Buffer.from(d, 'latin1')));
   const value = tlv(0x04, seq(...names));
   return critical ? seq(SAN_OID, DER_TRUE, value) : seq(SAN_OID, value);
+}
+
+// ---------------------------------------------------------------------------------------
+// One-pass DER writing for the X509-SVID hot path: the sizes are added up first, then every
+// field is written once into one buffer (the general encoders above allocate a buffer per
+// nested value). The bytes are the same as those encoders', which a property test checks.
+
+/** Size of a DER header (tag + definite length) for `n` content octets. */
+function headerSize(n: number): number {
+  return n < 0x80 ? 2 : n < 0x100 ? 3 : n < 0x10000 ? 4 : n < 0x1000000 ? 5 : 6;
+}
+
+/** Writes a DER header at `o`; returns the offset after it. */
+function putHeader(out: Uint8Array, o: number, tag: number, n: number): number {
+  out[o++] = tag;
+  if (n < 0x80) {
+    out[o++] = n;
+  } else if (n < 0x100) {
+    out[o++] = 0x81;
+    out[o++] = n;
+  } else if (n < 0x10000) {
+    out[o++] = 0x82;
+    out[o++] = n >> 8;
+    out[o++] = n & 0xff;
+  } else if (n < 0x1000000) {
+    out[o++] = 0x83;
+    out[o++] = n >> 16;
+    out[o++] = (n >> 8) & 0xff;
+    out[o++] = n & 0xff;
+  } else {
+    out[o++] = 0x84;
+    out[o++] = n >>> 24;
+    out[o++] = (n >> 16) & 0xff;
+    out[o++] = (n >> 8) & 0xff;
+    out[o++] = n & 0xff;
+  }
+  return o;
+}
+
+/** Writes an ASCII string (already checked to be ASCII) at `o`. */
+function putAscii(out: Uint8Array, o: number, text: string): number {
+  for (let i = 0; i < text.length; i++) out[o++] = text.charCodeAt(i);
+  return o;
+}
+
+function putBytes(out: Uint8Array, o: number, b: Uint8Array): number {
+  out.set(b, o);
+  return o + b.length;
+}
+
+/** `02 len [00] magnitude`: where the minimal magnitude starts and whether it needs a 00. */
+function integerShape(b: Uint8Array, from: number, to: number): [start: number, pad: number] {
+  let i = from;
+  while (i < to - 1 && b[i] === 0) i++;
+  return [i, b[i]! & 0x80 ? 1 : 0];
+}
+
+/** One-shot SHA-1 (crypto.hash where Node has it: no Hash object per call). */
+const sha1: (data: Uint8Array) => Uint8Array =
+  typeof nodeCrypto.hash === 'function'
+    ? (data) => nodeCrypto.hash('sha1', data, 'buffer')
+    : (data) => nodeCrypto.createHash('sha1').update(data).digest();
+
+/**
+ * The subjectPublicKey BIT STRING contents (after the unused-bits octet) of an SPKI already
+ * checked by `inspectSpki`: the bytes the RFC 5280 §4.2.1.2 method (1) key identifier hashes.
+ */
+function subjectPublicKeyBits(spki: Uint8Array): Uint8Array {
+  const top = readTlv(spki);
+  const alg = readTlv(spki, top.start, top.end);
+  const bits = readTlv(spki, alg.end, top.end);
+  if (bits.tag !== TAG.BIT_STRING || bits.end === bits.start) {
+    throw derError('subjectPublicKeyInfo.subjectPublicKey: expected a BIT STRING');
+  }
+  return spki.subarray(bits.start + 1, bits.end);
+}
+
+/** Allocates from Node's small-buffer pool: a slice of a shared slab, no allocation per call. */
+function pooled(n: number): Uint8Array {
+  const b = Buffer.allocUnsafe(n);
+  return new Uint8Array(b.buffer, b.byteOffset, n);
 }
 
 /** Encodes validity times, remembering the last ones: SVIDs minted in one second share them. */
@@ -461,8 +557,8 @@ export class X509SvidMinter {
   readonly #cnSubjects = new Map<string, Uint8Array>();
 
   static {
-    mintVerifiedCsrKey = async (minter, opts) => {
-      const tbs = minter.#tbs(opts, false);
+    mintVerifiedCsrKey = async (minter, opts, key) => {
+      const tbs = minter.#tbs(opts, key);
       return minter.#assemble(tbs, await minter.#signer.sign(tbs));
     };
   }
@@ -523,7 +619,11 @@ export class X509SvidMinter {
     return der;
   }
 
-  #tbs(opts: MintX509SvidOptions, checkPoint = true): Uint8Array {
+  /**
+   * The tbsCertificate. `verified` is the key of a verified CSR: its point is not checked
+   * again, and an SPKI the CSR check inspected is not parsed again.
+   */
+  #tbs(opts: MintX509SvidOptions, verified?: VerifiedCsrKey): Uint8Array {
     if (opts === null || typeof opts !== 'object') throw new TypeError('options are required');
     const id = toSpiffeId(opts.spiffeId);
     if (id.path === '') throw new TypeError('spiffeId must have a non-root path (X509-SVID §3.1)');
@@ -538,7 +638,17 @@ export class X509SvidMinter {
       throw new TypeError('the CA certificate expires before notBefore');
     }
     const dnsNames = checkDnsNames(opts.dnsNames);
-    const spki = spkiOf(opts.publicKey, checkPoint);
+    let spki: Uint8Array;
+    let keyBits: Uint8Array;
+    const inspected = verified?.inspected;
+    if (inspected !== undefined && opts.publicKey === verified?.spkiDer) {
+      checkKeyKind(inspected.kind);
+      spki = opts.publicKey;
+      keyBits = inspected.keyBits;
+    } else {
+      spki = spkiOf(opts.publicKey, verified === undefined);
+      keyBits = subjectPublicKeyBits(spki);
+    }
 
     let subjectDer: Uint8Array;
     if (opts.subject === undefined) {
@@ -547,21 +657,116 @@ export class X509SvidMinter {
       const base = opts.subject ?? DEFAULT_X509_SVID_SUBJECT;
       subjectDer = encodeName(dnsNames.length > 0 ? { ...base, commonName: dnsNames[0]! } : base);
     }
-    const san = sanExtension(id.toString(), dnsNames, subjectDer.length === 2);
+    const uri = id.toString();
+    const serial = serialInteger(opts.serial, () => this.#serials.next());
+    const notBeforeDer = this.#notBeforeTimes.encode(opts.notBefore);
+    const notAfterDer = this.#notAfterTimes.encode(notAfter);
 
-    return seq(
-      VERSION_V3,
-      serialInteger(opts.serial, () => this.#serials.next()),
-      this.#sigAlgAndIssuer,
-      seq(this.#notBeforeTimes.encode(opts.notBefore), this.#notAfterTimes.encode(notAfter)),
-      subjectDer,
-      spki,
-      tlv(0xa3, seq(this.#fixedExtensions, skiExtension(keyIdFromSpki(spki)), this.#aki, san)),
-    );
+    // Sizes, innermost first (SAN, extensions, then the whole).
+    let names = headerSize(uri.length) + uri.length;
+    for (const d of dnsNames) names += headerSize(d.length) + d.length;
+    const nameSeq = headerSize(names) + names;
+    const sanValue = headerSize(nameSeq) + nameSeq;
+    const sanCritical = subjectDer.length === 2; // an empty subject (RFC 5280 §4.1.2.6)
+    const sanBody = SAN_OID.length + (sanCritical ? DER_TRUE.length : 0) + sanValue;
+    const extBody =
+      this.#fixedExtensions.length +
+      SKI_PREFIX.length +
+      20 +
+      this.#aki.length +
+      headerSize(sanBody) +
+      sanBody;
+    const extSeq = headerSize(extBody) + extBody;
+    const validity = notBeforeDer.length + notAfterDer.length;
+    const body =
+      VERSION_V3.length +
+      serial.length +
+      this.#sigAlgAndIssuer.length +
+      headerSize(validity) +
+      validity +
+      subjectDer.length +
+      spki.length +
+      headerSize(extSeq) +
+      extSeq;
+    const total = headerSize(body) + body;
+
+    const out = pooled(total);
+    let o = putHeader(out, 0, TAG.SEQUENCE, body);
+    o = putBytes(out, o, VERSION_V3);
+    o = putBytes(out, o, serial);
+    o = putBytes(out, o, this.#sigAlgAndIssuer);
+    o = putHeader(out, o, TAG.SEQUENCE, validity);
+    o = putBytes(out, o, notBeforeDer);
+    o = putBytes(out, o, notAfterDer);
+    o = putBytes(out, o, subjectDer);
+    o = putBytes(out, o, spki);
+    o = putHeader(out, o, 0xa3, extSeq);
+    o = putHeader(out, o, TAG.SEQUENCE, extBody);
+    o = putBytes(out, o, this.#fixedExtensions);
+    o = putBytes(out, o, SKI_PREFIX);
+    o = putBytes(out, o, sha1(keyBits));
+    o = putBytes(out, o, this.#aki);
+    o = putHeader(out, o, TAG.SEQUENCE, sanBody);
+    o = putBytes(out, o, SAN_OID);
+    if (sanCritical) o = putBytes(out, o, DER_TRUE);
+    o = putHeader(out, o, TAG.OCTET_STRING, nameSeq);
+    o = putHeader(out, o, TAG.SEQUENCE, names);
+    o = putHeader(out, o, 0x86, uri.length);
+    o = putAscii(out, o, uri);
+    for (const d of dnsNames) {
+      o = putHeader(out, o, 0x82, d.length);
+      o = putAscii(out, o, d);
+    }
+    if (o !== total) throw new Error(`internal error: tbsCertificate is ${o} bytes, not ${total}`);
+    return out;
   }
 
+  /** `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }`. */
   #assemble(tbs: Uint8Array, sig: Uint8Array): Uint8Array {
-    return seq(tbs, this.#sigAlg, bitString(x509SignatureBytes(this.#signer.keyType, sig)));
+    const kt = this.#signer.keyType;
+    const ec = kt === 'ec-p256' || kt === 'ec-p384';
+    let sigValue: number;
+    let r: [number, number] = [0, 0];
+    let s: [number, number] = [0, 0];
+    let half = 0;
+    if (ec) {
+      if (sig.length % 2 !== 0 || sig.length === 0) {
+        throw derError('P1363 signature has odd length');
+      }
+      half = sig.length / 2;
+      r = integerShape(sig, 0, half);
+      s = integerShape(sig, half, sig.length);
+      const rLen = half - r[0] + r[1];
+      const sLen = sig.length - s[0] + s[1];
+      const ints = headerSize(rLen) + rLen + headerSize(sLen) + sLen;
+      sigValue = headerSize(ints) + ints;
+    } else {
+      sigValue = sig.length;
+    }
+    const bits = 1 + sigValue;
+    const body = tbs.length + this.#sigAlg.length + headerSize(bits) + bits;
+    const total = headerSize(body) + body;
+    const out = new Uint8Array(total);
+    let o = putHeader(out, 0, TAG.SEQUENCE, body);
+    o = putBytes(out, o, tbs);
+    o = putBytes(out, o, this.#sigAlg);
+    o = putHeader(out, o, TAG.BIT_STRING, bits);
+    out[o++] = 0;
+    if (ec) {
+      const rLen = half - r[0] + r[1];
+      const sLen = sig.length - s[0] + s[1];
+      o = putHeader(out, o, TAG.SEQUENCE, headerSize(rLen) + rLen + headerSize(sLen) + sLen);
+      o = putHeader(out, o, TAG.INTEGER, rLen);
+      if (r[1] === 1) out[o++] = 0;
+      o = putBytes(out, o, sig.subarray(r[0], half));
+      o = putHeader(out, o, TAG.INTEGER, sLen);
+      if (s[1] === 1) out[o++] = 0;
+      o = putBytes(out, o, sig.subarray(s[0]));
+    } else {
+      o = putBytes(out, o, sig);
+    }
+    if (o !== total) throw new Error(`internal error: certificate is ${o} bytes, not ${total}`);
+    return out;
   }
 }
 
@@ -598,10 +803,12 @@ export interface MintX509SvidFromCsrOptions {
  * the ID and names.
  *
  * Built for a server signing batches: the proof-of-possession check runs on libuv's thread
- * pool ({@link parseCsrAsync}) and the signature through the signer's asynchronous `sign`
- * (the thread pool too for in-memory keys), so many requests in flight keep the event loop
- * free and use every core; only decoding, the key import and the DER assembly run on the
- * calling thread.
+ * pool (`verifyEcdsa` when given, node:crypto otherwise: the checks and errors of
+ * {@link parseCsrAsync}) and the signature through the signer's asynchronous `sign` (the
+ * thread pool too for in-memory keys), so many requests in flight keep the event loop free
+ * and use every core; only decoding (without a parse tree for the request shapes agents
+ * send), the key import on the node:crypto path and the DER writing run on the calling
+ * thread.
  *
  * @throws SpireEdgeError `ERR_CSR_INVALID` naming what is wrong with the request.
  */
@@ -611,20 +818,20 @@ export async function mintX509SvidFromCsr(
   opts: MintX509SvidFromCsrOptions,
 ): Promise<Uint8Array> {
   if (!(minter instanceof X509SvidMinter)) throw new TypeError('minter must be an X509SvidMinter');
-  const csr = await parseCsrAsync(
+  const key = await verifyCsrKeyAsync(
     csrDer,
     opts.verifyEcdsa === undefined ? {} : { verifyEcdsa: opts.verifyEcdsa },
   );
   const mintOpts: MintX509SvidOptions = {
     spiffeId: opts.spiffeId,
-    publicKey: csr.spkiDer,
+    publicKey: key.spkiDer,
     notBefore: opts.notBefore,
     notAfter: opts.notAfter,
   };
   if (opts.dnsNames !== undefined) mintOpts.dnsNames = opts.dnsNames;
   if (opts.subject !== undefined) mintOpts.subject = opts.subject;
   try {
-    return await mintVerifiedCsrKey(minter, mintOpts);
+    return await mintVerifiedCsrKey(minter, mintOpts, key);
   } catch (err) {
     if (err instanceof SpireEdgeError && err.code === 'ERR_PUBLIC_KEY_INVALID') {
       throw new SpireEdgeError('ERR_CSR_INVALID', `certification request ${err.message}`, {

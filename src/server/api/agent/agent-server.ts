@@ -35,7 +35,11 @@ import {
   SIGN_LIMIT_PER_SECOND,
 } from './rate-limit.js';
 import { ServerSvid } from './server-svid.js';
-import { createSvidService } from './svid-service.js';
+import {
+  BATCH_NEW_X509_SVID_PATH,
+  createBatchNewX509SvidRawRoute,
+  createSvidService,
+} from './svid-service.js';
 
 /** Methods that need no agent SVID. */
 export const OPEN_AGENT_API_METHODS: ReadonlySet<string> = new Set([
@@ -212,6 +216,10 @@ export async function startAgentServer(options: AgentServerOptions): Promise<Age
       ...options.grpcLimits,
       listen: { host: options.host, port: options.port, tls: svid.tlsOptions() },
       interceptors: [authorize],
+      // The hot method skips connect's pipeline (same authentication, handler and errors).
+      rawRoutes: new Map([
+        [BATCH_NEW_X509_SVID_PATH, createBatchNewX509SvidRawRoute(deps, authenticator)],
+      ]),
       routes: (router: ConnectRouter) => {
         router.service(agentv1.Agent, createAgentService(deps));
         router.service(entryv1.Entry, createEntryService(deps));
