@@ -44,9 +44,9 @@ import { nameAttributes } from '../../spiffe/x509-cert.js';
 import {
   type ClockInfo,
   checkAkAttributes,
+  checkEventLogAgainstPcrs,
   type EkCaPool,
   type EkCertificate,
-  checkEventLogAgainstPcrs,
   ekCertMatchesPublic,
   eventLogSummary,
   makeCredential,

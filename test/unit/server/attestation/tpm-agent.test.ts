@@ -195,7 +195,6 @@ describe('agent tpm attestor: the TCG event log', () => {
         return log;
       },
     });
-    let sent: Uint8Array | undefined;
     await client.payload();
     expect(reads).toBe(0);
     // The server attestor would refuse these bytes as a log: only the wire is checked here.
@@ -211,7 +210,7 @@ describe('agent tpm attestor: the TCG event log', () => {
       )
       .catch(() => {});
     await client.payload();
-    sent = decodeTpmResponse(await client.respond(challenge!)).eventLog;
+    const sent = decodeTpmResponse(await client.respond(challenge!)).eventLog;
     expect(reads).toBe(1);
     expect(sent).toEqual(new Uint8Array([1, 2, 3]));
     log = undefined;

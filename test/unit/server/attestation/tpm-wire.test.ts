@@ -63,7 +63,9 @@ describe('tpm wire format v1', () => {
 
   it('bounds the event log: at most TPM_MAX_EVENT_LOG bytes, standard base64', () => {
     const big = { ...response, eventLog: bytes(TPM_MAX_EVENT_LOG + 1) };
-    expect(() => decodeTpmResponse(encodeTpmResponse(big))).toThrow(/event_log (is longer than|must be 1 to) 1048576 bytes/);
+    expect(() => decodeTpmResponse(encodeTpmResponse(big))).toThrow(
+      /event_log (is longer than|must be 1 to) 1048576 bytes/,
+    );
     const max = { ...response, eventLog: bytes(TPM_MAX_EVENT_LOG) };
     expect(decodeTpmResponse(encodeTpmResponse(max)).eventLog).toHaveLength(TPM_MAX_EVENT_LOG);
     const o = JSON.parse(new TextDecoder().decode(encodeTpmResponse(response)));

@@ -426,7 +426,8 @@ describe('tpm attestor', () => {
     const values2 = r2.selectors.map((s) => `${s.type}:${s.value}`);
     expect(values2).not.toContain('tpm:policy:fw-good');
     expect(values2).toContain('tpm:policy:fw-10');
-    expect((r2.evidence?.policies as Record<string, string>)['fw-good']).toBe(
+    expect(r2.evidence?.policies).toHaveProperty(
+      'fw-good',
       `sha256 PCR 0 is ${hex(0)}, not the digest the policy allows`,
     );
     expect(hex(0)).not.toBe(before);
