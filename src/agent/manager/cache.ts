@@ -62,6 +62,8 @@ export const DEFAULT_JWT_CACHE_MAX_SIZE = 1000;
 export const DEFAULT_X509_CACHE_MAX_SIZE = 1000;
 /** Mints in one reconcile after which `releaseMemory` is called. */
 export const RELEASE_MEMORY_AFTER_MINTS = 50;
+/** Delay of the second release after a big mint. */
+export const RELEASE_MEMORY_AGAIN_MS = 3000;
 /** Shortest gap between two mints for newly opened streams (SPIRE's `SVIDSyncInterval`). */
 export const DEMAND_MINT_INTERVAL_MS = 500;
 /** Longest wait between failed mints for open streams (the sync loop retries as well). */
@@ -437,7 +439,12 @@ export class SvidCache {
       }
     }
     if (failed > 0) this.#metrics.x509SvidMintFailures(failed);
-    if (minted + failed >= RELEASE_MEMORY_AFTER_MINTS) this.#o.releaseMemory?.();
+    if (minted + failed >= RELEASE_MEMORY_AFTER_MINTS) {
+      this.#o.releaseMemory?.();
+      // Again once the writes, stream pushes and TLS buffers that follow a big mint are done.
+      const release = this.#o.releaseMemory;
+      if (release !== undefined) setTimeout(release, RELEASE_MEMORY_AGAIN_MS).unref();
+    }
     if (minted > 0 || failed > 0) {
       this.#log.info('minted workload X509-SVIDs', { minted, failed });
     }
