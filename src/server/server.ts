@@ -275,7 +275,8 @@ export async function startServer(
     });
     closers.push(() => adminServer.close());
 
-    const attestors = await createNodeAttestors(config, context);
+    // The EK CA file is read once, for the tpm attestor and device enrollment alike.
+    const attestors = await createNodeAttestors(config, context, enrollmentTpm?.ekCaPool);
     const agentServer = await startAgentServer({
       context,
       host: s.bindAddress,
@@ -459,6 +460,7 @@ async function openUpstreamAuthority(
 async function createNodeAttestors(
   config: ServerConfig,
   context: ServerContext,
+  tpmEkCaPool: EkCaPool | undefined,
 ): Promise<ServerNodeAttestor[]> {
   const out: ServerNodeAttestor[] = [];
   for (const na of config.plugins.nodeAttestors) {
@@ -484,6 +486,7 @@ async function createNodeAttestors(
       out.push(
         await createConfiguredTpmAttestor(
           na.data as TpmNodeAttestorData,
+          tpmEkCaPool,
           context,
           config.server.dataDir,
         ),
@@ -565,12 +568,12 @@ async function enrollmentTpmSettings(
 
 async function createConfiguredTpmAttestor(
   d: TpmNodeAttestorData,
+  pool: EkCaPool | undefined,
   context: ServerContext,
   dataDir: string,
 ): Promise<ServerNodeAttestor> {
   const ds = context.dataStore;
   const serverId = `${context.trustDomain.idString()}/spire/server`;
-  const pool = await loadTpmEkCaPool(d);
   let policies: PolicyDirectory;
   try {
     policies = await openPolicyDirectory({
