@@ -14,6 +14,7 @@ import {
   create,
   type DescMessage,
   fromBinary,
+  type MessageInitShape,
   type MessageShape,
   toBinary,
 } from '@bufbuild/protobuf';
@@ -65,6 +66,19 @@ export function createWorkloadApiRawRoutes(
     },
   });
 
+  const unary = <I extends DescMessage, O extends DescMessage>(
+    input: I,
+    output: O,
+    answer: (req: MessageShape<I>, ctx: WorkloadCallContext) => Promise<MessageInitShape<O>>,
+  ): RawGrpcMethod<MessageShape<I>> => ({
+    kind: 'unary',
+    parse: parser(input),
+    async handle(call, req) {
+      const out = await answer(req, contextOf(call));
+      await call.send(toBinary(output, create(output, out)));
+    },
+  });
+
   return new Map<string, RawGrpcMethod>([
     [
       path(m.fetchX509SVID.name),
@@ -80,27 +94,17 @@ export function createWorkloadApiRawRoutes(
     ],
     [
       path(m.fetchJWTSVID.name),
-      {
-        kind: 'unary',
-        parse: parser(workload.JWTSVIDRequestSchema),
-        async handle(call, req: workload.JWTSVIDRequest) {
-          const out = await service.fetchJwtSvid(req, contextOf(call));
-          const schema = workload.JWTSVIDResponseSchema;
-          await call.send(toBinary(schema, create(schema, out)));
-        },
-      } satisfies RawGrpcMethod<workload.JWTSVIDRequest>,
+      unary(workload.JWTSVIDRequestSchema, workload.JWTSVIDResponseSchema, (req, ctx) =>
+        service.fetchJwtSvid(req, ctx),
+      ),
     ],
     [
       path(m.validateJWTSVID.name),
-      {
-        kind: 'unary',
-        parse: parser(workload.ValidateJWTSVIDRequestSchema),
-        async handle(call, req: workload.ValidateJWTSVIDRequest) {
-          const out = await service.validateJwtSvid(req, contextOf(call));
-          const schema = workload.ValidateJWTSVIDResponseSchema;
-          await call.send(toBinary(schema, create(schema, out)));
-        },
-      } satisfies RawGrpcMethod<workload.ValidateJWTSVIDRequest>,
+      unary(
+        workload.ValidateJWTSVIDRequestSchema,
+        workload.ValidateJWTSVIDResponseSchema,
+        (req, ctx) => service.validateJwtSvid(req, ctx),
+      ),
     ],
   ]);
 }
