@@ -4,12 +4,13 @@ import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  freePort,
+  freePortPair,
   isAlive,
   listensOn,
   makeTempDir,
   removeTempDir,
   requireBinary,
+  retryOnPortInUse,
   run,
   spawnService,
 } from '../harness/common.js';
@@ -160,13 +161,18 @@ describe('swtpm harness', () => {
     await mkdir(dir);
     await cp(join(template, 'state'), join(dir, 'state'), { recursive: true });
     await cp(join(template, 'ca'), join(dir, 'ca'), { recursive: true });
-    const port = await freePort();
-    const service = await spawnService({
-      name: 'scripts/swtpm.sh',
-      command: requireBinary('sh', 'dash'),
-      args: [SWTPM_SCRIPT, '--dir', dir, '--port', String(port)],
-      // exec: the script's PID becomes swtpm's.
-      ready: (pid) => listensOn(pid, port),
+    // swtpm needs P and P+1; another test may take them between the check and the bind, as
+    // the harness itself allows for.
+    let port = 0;
+    const service = await retryOnPortInUse(async () => {
+      port = await freePortPair();
+      return spawnService({
+        name: 'scripts/swtpm.sh',
+        command: requireBinary('sh', 'dash'),
+        args: [SWTPM_SCRIPT, '--dir', dir, '--port', String(port)],
+        // exec: the script's PID becomes swtpm's.
+        ready: (pid) => listensOn(pid, port),
+      });
     });
     try {
       expect(service.output()).toContain(`swtpm:host=127.0.0.1,port=${port}\n`);
