@@ -9,7 +9,7 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    setupFiles: ['./test/support/setup.ts'],
+    setupFiles: ['./test/support/setup.ts', './test/support/watchdog-worker.ts'],
     reporters: ['default', './test/support/summary-reporter.ts'],
   },
 });

@@ -7,15 +7,7 @@
  * `tsc -p tsconfig.build.json`.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
@@ -33,50 +25,67 @@ function newestMtime(dir: string): number {
 }
 
 const BUILD_LOCK = join(ROOT, '.e2e-build.lock');
-
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
+/** How long a worker waits for another worker's build (s). */
+const BUILD_LOCK_WAIT_S = 240;
+/** How long one build may take (s). */
+const BUILD_TIMEOUT_S = 180;
+/** flock's exit status when it gave up waiting for the lock. */
+const LOCK_TIMEOUT_STATUS = 75;
 
 /**
- * Builds dist/ when it is missing or older than src/. Test files run in parallel workers:
- * one builds at a time (a lock directory, taken atomically by mkdir; a lock older than the
- * build timeout is stale), and the others wait, then find dist/ fresh.
+ * Builds dist/ when it is missing or older than src/. Test files run in parallel workers: one
+ * builds at a time, under a kernel lock (`flock` on the `.e2e-build.lock` directory) that is
+ * released when its holder dies, so a killed run never leaves a stale lock behind; the others
+ * wait (at most {@link BUILD_LOCK_WAIT_S} s), then find dist/ fresh and do not build again.
+ * The build runs under `timeout`, which kills its whole process group (npx → node → the native
+ * compiler) after {@link BUILD_TIMEOUT_S} s: this call is synchronous (it blocks the worker's
+ * event loop, so vitest's timeouts cannot stop it) and must end on its own.
  */
 export function ensureBuilt(entry = join(ROOT, 'dist', 'server', 'cli', 'main.js')): void {
   const fresh = () =>
     existsSync(entry) && statSync(entry).mtimeMs >= newestMtime(join(ROOT, 'src'));
   if (fresh()) return;
-  const deadline = Date.now() + 240_000;
-  for (;;) {
-    try {
-      mkdirSync(BUILD_LOCK);
-      break;
-    } catch {
-      try {
-        if (Date.now() - statSync(BUILD_LOCK).mtimeMs > 200_000)
-          rmSync(BUILD_LOCK, { recursive: true, force: true });
-      } catch {
-        // Released meanwhile.
-      }
-      if (Date.now() > deadline) throw new Error(`${BUILD_LOCK} held for too long`);
-      sleepSync(200);
-    }
-  }
-  let r: ReturnType<typeof spawnSync>;
-  try {
-    if (fresh()) return;
-    r = spawnSync('npx', ['--no-install', 'tsc', '-p', 'tsconfig.build.json'], {
+  mkdirSync(BUILD_LOCK, { recursive: true });
+  // Under the lock, build only if dist/ is still stale: another worker may have just built it.
+  const script = [
+    'if [ -e "$1" ] && [ -z "$(find src -name \'*.ts\' -newer "$1" -print -quit)" ]; then exit 0; fi',
+    `exec timeout -k 5 ${BUILD_TIMEOUT_S} npx --no-install tsc -p tsconfig.build.json`,
+  ].join('\n');
+  const r = spawnSync(
+    'flock',
+    [
+      '-w',
+      String(BUILD_LOCK_WAIT_S),
+      '-E',
+      String(LOCK_TIMEOUT_STATUS),
+      BUILD_LOCK,
+      'sh',
+      '-c',
+      script,
+      'sh',
+      entry,
+    ],
+    {
       cwd: ROOT,
       encoding: 'utf8',
-      timeout: 180_000,
-    });
-  } finally {
-    rmSync(BUILD_LOCK, { recursive: true, force: true });
+      // a last resort only: flock -w and timeout already bound everything below
+      timeout: (BUILD_LOCK_WAIT_S + BUILD_TIMEOUT_S + 30) * 1000,
+      killSignal: 'SIGKILL',
+    },
+  );
+  if (r.error !== undefined) {
+    throw new Error(`could not run flock (util-linux; run scripts/setup.sh): ${r.error.message}`);
+  }
+  if (r.status === LOCK_TIMEOUT_STATUS) {
+    throw new Error(`${BUILD_LOCK} was held by another build for more than ${BUILD_LOCK_WAIT_S} s`);
   }
   if (!existsSync(entry)) {
+    const how =
+      r.status === 124 || r.status === 137
+        ? `did not finish within ${BUILD_TIMEOUT_S} s`
+        : `exited ${String(r.status ?? r.signal)}`;
     throw new Error(
-      `could not build dist/ (run scripts/setup.sh): tsc exited ${String(r.status)}\n${r.stdout}${r.stderr}`,
+      `could not build dist/ (run scripts/setup.sh): tsc ${how}\n${r.stdout}${r.stderr}`,
     );
   }
 }

@@ -1,19 +1,87 @@
 /**
  * Prints one plain closing line, `tests: N passed, N failed, N skipped`, that CI reads, and in
  * CI (CI=true) fails the run when any test was skipped: every tier must really run there.
+ *
+ * It also runs the stall watchdog (test/support/stall-watchdog.ts): a test file that runs for
+ * longer than `SPIRE_EDGE_TEST_STALL_MS` (default 6 min) is reported with the process tree,
+ * killed and failed, instead of hanging the run.
  */
-import type { Reporter, TestModule } from 'vitest/node';
+import type {
+  ReportedHookContext,
+  Reporter,
+  TestCase,
+  TestModule,
+  TestSpecification,
+} from 'vitest/node';
+import { StallWatchdog } from './stall-watchdog.js';
 
 export default class SummaryReporter implements Reporter {
+  readonly #watchdog = new StallWatchdog();
+
+  onInit(vitest: { config: { root: string; inspector?: { enabled?: boolean } } }): void {
+    this.#watchdog.onInit(vitest);
+  }
+
+  onTestRunStart(specifications: ReadonlyArray<TestSpecification>): void {
+    this.#watchdog.onTestRunStart(specifications);
+  }
+
+  onTestModuleQueued(m: TestModule): void {
+    this.#watchdog.onTestModuleQueued(m);
+  }
+
+  onTestModuleCollected(): void {
+    this.#watchdog.onTestModuleCollected();
+  }
+
+  onTestModuleStart(m: TestModule): void {
+    this.#watchdog.onTestModuleStart(m);
+  }
+
+  onTestModuleEnd(m: TestModule): void {
+    this.#watchdog.onTestModuleEnd(m);
+  }
+
+  onTestCaseReady(t: TestCase): void {
+    this.#watchdog.onTestCaseReady(t);
+  }
+
+  onTestCaseResult(t: TestCase): void {
+    this.#watchdog.onTestCaseResult(t);
+  }
+
+  onTestSuiteReady(): void {
+    this.#watchdog.onTestSuiteReady();
+  }
+
+  onTestSuiteResult(): void {
+    this.#watchdog.onTestSuiteResult();
+  }
+
+  onHookStart(h: ReportedHookContext): void {
+    this.#watchdog.onHookStart(h);
+  }
+
+  onHookEnd(h: ReportedHookContext): void {
+    this.#watchdog.onHookEnd(h);
+  }
+
+  onUserConsoleLog(): void {
+    this.#watchdog.onUserConsoleLog();
+  }
+
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
+    this.#watchdog.onTestRunEnd();
     let passed = 0;
     let failed = 0;
     let skipped = 0;
+    const stalled = new Set(this.#watchdog.stalledFiles);
     for (const m of testModules) {
       for (const t of m.children.allTests()) {
         const state = t.result().state;
         if (state === 'passed') passed++;
-        else if (state === 'failed') failed++;
+        // tests of a file the watchdog killed never finished: failures, not skips
+        else if (state === 'failed' || stalled.has(m.moduleId)) failed++;
         else skipped++;
       }
       if (m.state() === 'failed' && [...m.children.allTests()].length === 0) failed++;
