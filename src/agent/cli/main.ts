@@ -6,6 +6,8 @@
  * agent) costs nothing for `api fetch x509`, and a command that fails to load does not break
  * the others. SPIRE's `debug getinfo` and `logger …` (its admin API) are not offered.
  */
+// First: the agent's own global Headers, before anything can load Node's (web-headers.ts).
+import './web-headers-global.js';
 import { readFileSync } from 'node:fs';
 import { type CliApp, type CommandSpec, runCliApp } from '../../common/cli/command-tree.js';
 import type { CliIo } from '../../common/cli/io.js';
