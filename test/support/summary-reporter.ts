@@ -6,76 +6,17 @@
  * longer than `SPIRE_EDGE_TEST_STALL_MS` (default 6 min) is reported with the process tree,
  * killed and failed, instead of hanging the run.
  */
-import type {
-  ReportedHookContext,
-  Reporter,
-  TestCase,
-  TestModule,
-  TestSpecification,
-} from 'vitest/node';
+import type { TestModule } from 'vitest/node';
 import { StallWatchdog } from './stall-watchdog.js';
 
-export default class SummaryReporter implements Reporter {
-  readonly #watchdog = new StallWatchdog();
-
-  onInit(vitest: { config: { root: string; inspector?: { enabled?: boolean } } }): void {
-    this.#watchdog.onInit(vitest);
-  }
-
-  onTestRunStart(specifications: ReadonlyArray<TestSpecification>): void {
-    this.#watchdog.onTestRunStart(specifications);
-  }
-
-  onTestModuleQueued(m: TestModule): void {
-    this.#watchdog.onTestModuleQueued(m);
-  }
-
-  onTestModuleCollected(): void {
-    this.#watchdog.onTestModuleCollected();
-  }
-
-  onTestModuleStart(m: TestModule): void {
-    this.#watchdog.onTestModuleStart(m);
-  }
-
-  onTestModuleEnd(m: TestModule): void {
-    this.#watchdog.onTestModuleEnd(m);
-  }
-
-  onTestCaseReady(t: TestCase): void {
-    this.#watchdog.onTestCaseReady(t);
-  }
-
-  onTestCaseResult(t: TestCase): void {
-    this.#watchdog.onTestCaseResult(t);
-  }
-
-  onTestSuiteReady(): void {
-    this.#watchdog.onTestSuiteReady();
-  }
-
-  onTestSuiteResult(): void {
-    this.#watchdog.onTestSuiteResult();
-  }
-
-  onHookStart(h: ReportedHookContext): void {
-    this.#watchdog.onHookStart(h);
-  }
-
-  onHookEnd(h: ReportedHookContext): void {
-    this.#watchdog.onHookEnd(h);
-  }
-
-  onUserConsoleLog(): void {
-    this.#watchdog.onUserConsoleLog();
-  }
-
-  onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
-    this.#watchdog.onTestRunEnd();
+/** The watchdog's reporter hooks, and the closing line at the end of the run. */
+export default class SummaryReporter extends StallWatchdog {
+  override onTestRunEnd(testModules: ReadonlyArray<TestModule> = []): void {
+    super.onTestRunEnd();
     let passed = 0;
     let failed = 0;
     let skipped = 0;
-    const stalled = new Set(this.#watchdog.stalledFiles);
+    const stalled = new Set(this.stalledFiles);
     for (const m of testModules) {
       for (const t of m.children.allTests()) {
         const state = t.result().state;
