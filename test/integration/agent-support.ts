@@ -302,12 +302,18 @@ export async function startServerProcess(
   configPath: string,
 ): Promise<ChildService> {
   const s = spawnTsx(script, [configPath]);
-  await Promise.race([
-    waitFor('the server process to start', () => s.output().includes('SERVER READY'), 60_000),
-    s.exited.then((code) => {
-      throw new Error(`the server process exited (${String(code)}):\n${s.output()}`);
-    }),
-  ]);
+  try {
+    await Promise.race([
+      waitFor('the server process to start', () => s.output().includes('SERVER READY'), 60_000),
+      s.exited.then((code) => {
+        throw new Error(`the server process exited (${String(code)}):\n${s.output()}`);
+      }),
+    ]);
+  } catch (err) {
+    // a server that never became ready must not outlive the test
+    await s.kill();
+    throw err;
+  }
   return s;
 }
 

@@ -27,7 +27,12 @@ function files(dir: string): Map<string, string> {
 
 describe('src/protocol/gen', () => {
   it('is up to date with proto/ (run sh scripts/gen-proto.sh after editing a .proto)', () => {
-    const r = spawnSync('sh', ['scripts/gen-proto.sh', out], { cwd: root, encoding: 'utf8' });
+    // under timeout(1), which kills the whole group (sh → npx → buf): spawnSync blocks this
+    // worker's event loop, so vitest's own timeout could not end a hung generator
+    const r = spawnSync('timeout', ['-k', '5', '50', 'sh', 'scripts/gen-proto.sh', out], {
+      cwd: root,
+      encoding: 'utf8',
+    });
     expect(r.status, `gen-proto.sh failed (run scripts/setup.sh?):\n${r.stderr}`).toBe(0);
     const fresh = files(join(out, 'src', 'protocol', 'gen'));
     const checkedIn = files(join(root, 'src', 'protocol', 'gen'));
