@@ -33,7 +33,13 @@
  * Never sends an SVID at or past its `expiresAt` (checked when each message is built).
  */
 
-import type { JsonObject, JsonValue, MessageInitShape } from '@bufbuild/protobuf';
+import type {
+  DescMessage,
+  JsonObject,
+  JsonValue,
+  MessageInitShape,
+  MessageShape,
+} from '@bufbuild/protobuf';
 import { create, toBinary } from '@bufbuild/protobuf';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { type Clock, systemClock } from '../../common/clock.js';
@@ -205,6 +211,16 @@ export interface StreamAnswer<T> {
  */
 export type StreamBuilder<T> = (nowMs: number) => StreamAnswer<T> | undefined;
 
+/** A stream answer of `schema` built from `init`, with its serialized bytes. */
+function streamAnswer<D extends DescMessage>(
+  schema: D,
+  init: MessageInitShape<D>,
+  wakeAtMs: number | undefined,
+): StreamAnswer<MessageShape<D>> {
+  const message = create(schema, init);
+  return { message, bytes: toBinary(schema, message), wakeAtMs };
+}
+
 /** An opened stream: its builder and the release of what it retained. */
 export interface OpenedStream<T> {
   readonly build: StreamBuilder<T>;
@@ -279,25 +295,31 @@ export function createWorkloadApiService(options: WorkloadApiHandlerOptions): Wo
     for (const [td, b] of source.federatedBundles(federatedTrustDomains(ids, own.name))) {
       federated[`spiffe://${td}`] = b.x509.marshalDer();
     }
-    const message = create(workload.X509SVIDResponseSchema, {
-      svids: ids.map((i) => ({
-        spiffeId: i.spiffeId,
-        x509Svid: i.certChain.length === 1 ? i.certChain[0]! : Buffer.concat(i.certChain),
-        x509SvidKey: i.privateKeyPkcs8,
-        bundle: bundleDer,
-        hint: i.hint,
-      })),
-      federatedBundles: federated,
-    });
-    return {
-      message,
-      bytes: toBinary(workload.X509SVIDResponseSchema, message),
-      wakeAtMs: nextExpiry(all, nowMs),
-    };
+    return streamAnswer(
+      workload.X509SVIDResponseSchema,
+      {
+        svids: ids.map((i) => ({
+          spiffeId: i.spiffeId,
+          x509Svid: i.certChain.length === 1 ? i.certChain[0]! : Buffer.concat(i.certChain),
+          x509SvidKey: i.privateKeyPkcs8,
+          bundle: bundleDer,
+          hint: i.hint,
+        })),
+        federatedBundles: federated,
+      },
+      nextExpiry(all, nowMs),
+    );
   }
 
-  /** Own + federated bundles for a caller, or PermissionDenied. */
-  function bundlesFor(caller: WorkloadCaller, nowMs: number) {
+  /**
+   * Own + federated bundles for a caller, or PermissionDenied: `encode` gives each trust
+   * domain's entry of the response's map (`spiffe://<td>` → bytes).
+   */
+  function bundlesFor(
+    caller: WorkloadCaller,
+    nowMs: number,
+    encode: (b: TrustDomainBundles) => Uint8Array,
+  ): { bundles: Record<string, Uint8Array>; wakeAtMs: number | undefined } {
     const all = source.identitiesFor(caller.selectors);
     const ids = visibleIdentities(all, nowMs);
     if (ids.length === 0 && !allowUnauthenticated) throw noIdentityIssued();
@@ -308,7 +330,9 @@ export function createWorkloadApiService(options: WorkloadApiHandlerOptions): Wo
         list.push(b);
       }
     }
-    return { list, wakeAtMs: nextExpiry(all, nowMs) };
+    const bundles: Record<string, Uint8Array> = {};
+    for (const b of list) bundles[`spiffe://${b.x509.trustDomain.name}`] = encode(b);
+    return { bundles, wakeAtMs: nextExpiry(all, nowMs) };
   }
 
   const noRelease = () => {};
@@ -327,17 +351,8 @@ export function createWorkloadApiService(options: WorkloadApiHandlerOptions): Wo
       return {
         release: noRelease,
         build: (nowMs) => {
-          const { list, wakeAtMs } = bundlesFor(caller, nowMs);
-          const bundles: Record<string, Uint8Array> = {};
-          for (const b of list) {
-            bundles[`spiffe://${b.x509.trustDomain.name}`] = b.x509.marshalDer();
-          }
-          const message = create(workload.X509BundlesResponseSchema, { bundles });
-          return {
-            message,
-            bytes: toBinary(workload.X509BundlesResponseSchema, message),
-            wakeAtMs,
-          };
+          const { bundles, wakeAtMs } = bundlesFor(caller, nowMs, (b) => b.x509.marshalDer());
+          return streamAnswer(workload.X509BundlesResponseSchema, { bundles }, wakeAtMs);
         },
       };
     },
@@ -348,17 +363,10 @@ export function createWorkloadApiService(options: WorkloadApiHandlerOptions): Wo
       return {
         release: noRelease,
         build: (nowMs) => {
-          const { list, wakeAtMs } = bundlesFor(caller, nowMs);
-          const bundles: Record<string, Uint8Array> = {};
-          for (const b of list) {
-            bundles[`spiffe://${b.jwt.trustDomain.name}`] = Buffer.from(b.jwt.marshal(), 'utf8');
-          }
-          const message = create(workload.JWTBundlesResponseSchema, { bundles });
-          return {
-            message,
-            bytes: toBinary(workload.JWTBundlesResponseSchema, message),
-            wakeAtMs,
-          };
+          const { bundles, wakeAtMs } = bundlesFor(caller, nowMs, (b) =>
+            Buffer.from(b.jwt.marshal(), 'utf8'),
+          );
+          return streamAnswer(workload.JWTBundlesResponseSchema, { bundles }, wakeAtMs);
         },
       };
     },
