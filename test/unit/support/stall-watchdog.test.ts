@@ -427,7 +427,8 @@ describe('/proc readers and killTree on real processes', () => {
     children.push(node);
     const lines = await until('the futex wait', () => {
       const l = describeThreads(node.pid!);
-      return l[0]?.includes(' futex') === true ? l : undefined;
+      // wait for the thread to be asleep in it: just before, /proc shows it running (R)
+      return /: S \S+ futex$/.test(l[0] ?? '') ? l : undefined;
     });
     expect(lines[0]).toMatch(/^ {4}main thread: S \S+ futex$/);
     expect(lines[1]).toContain('the event loop is blocked by a synchronous call');
@@ -445,7 +446,7 @@ describe('/proc readers and killTree on real processes', () => {
     children.push(py);
     const main = await until('the recv', () => {
       const l = describeThreads(py.pid!)[0];
-      return l?.includes('recv') === true ? l : undefined;
+      return l?.includes('recv') === true && l.includes(': S ') ? l : undefined;
     });
     expect(main).toMatch(
       new RegExp(
