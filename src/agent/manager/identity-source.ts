@@ -73,7 +73,28 @@ interface Index {
   readonly revision: number;
   /** Candidates by each of their selectors (`type:value`). */
   readonly bySelector: ReadonlyMap<string, readonly Candidate[]>;
+  /**
+   * What a selector set matched at this revision, by the JSON of the set's `type:value` texts
+   * in the order given (see {@link MATCH_MEMO_LIMIT}).
+   */
+  readonly matched: Map<string, Matched>;
 }
+
+/** A selector set's candidates and, of those, the identities (one array, shared by callers). */
+interface Matched {
+  readonly candidates: readonly Candidate[];
+  readonly identities: readonly WorkloadIdentity[];
+}
+
+/**
+ * Selector sets remembered per store revision. Every Workload API call asks for its caller's
+ * matches two or three times, and the callers of one gateway fall into a few selector sets
+ * (one per uid, unit or container), so a call reuses its answer instead of walking the index;
+ * past the limit the memo starts over (a gateway with more distinct callers than this only
+ * loses the reuse). Returning the same `identities` array lets the Workload API keep its
+ * encoded answer for it too (handlers.ts).
+ */
+const MATCH_MEMO_LIMIT = 512;
 
 /** True when a snapshot holds what a warm start serves from. */
 export function isWarmSnapshot(s: AgentStoreSnapshot): boolean {
@@ -114,17 +135,16 @@ export class StoreIdentitySource implements IdentitySource {
     this.#notify();
   }
 
+  /** The same array for the same selectors until the store changes (do not mutate it). */
   identitiesFor(selectors: readonly Selector[]): readonly WorkloadIdentity[] {
-    const out: WorkloadIdentity[] = [];
-    for (const c of this.#matching(selectors)) if (c.identity !== undefined) out.push(c.identity);
-    return out;
+    return this.#matched(selectors).identities;
   }
 
   retain(selectors: readonly Selector[]): () => void {
     if (this.#svids === undefined) return () => {};
     return this.#svids.retain(
       selectors,
-      this.#matching(selectors).map((c) => c.entryId),
+      this.#matched(selectors).candidates.map((c) => c.entryId),
     );
   }
 
@@ -132,7 +152,7 @@ export class StoreIdentitySource implements IdentitySource {
     if (this.#svids === undefined || !this.#svids.limited()) return false;
     const now = this.#clock.nowMs();
     // An entry past its own expiry is never minted: nothing to wait for.
-    return this.#matching(selectors).some(
+    return this.#matched(selectors).candidates.some(
       (c) => c.identity === undefined && (c.entryExpiresAtMs === 0 || c.entryExpiresAtMs > now),
     );
   }
@@ -200,20 +220,34 @@ export class StoreIdentitySource implements IdentitySource {
     return b;
   }
 
-  /** The candidates (entries, with or without an SVID) whose selectors `selectors` cover. */
-  #matching(selectors: readonly Selector[]): Candidate[] {
+  /**
+   * The candidates (entries, with or without an SVID) whose selectors `selectors` cover, and
+   * their identities; remembered for this store revision.
+   */
+  #matched(selectors: readonly Selector[]): Matched {
     const index = this.#currentIndex();
-    const seen = new Set<Candidate>();
-    const out: Candidate[] = [];
     const have = selectorKeys(selectors);
-    for (const key of have) {
-      for (const c of index.bySelector.get(key) ?? []) {
+    // JSON, not a join: a selector value may hold any character, and two different sets must
+    // never share a key.
+    const key = JSON.stringify([...have]);
+    const known = index.matched.get(key);
+    if (known !== undefined) return known;
+    const seen = new Set<Candidate>();
+    const candidates: Candidate[] = [];
+    const identities: WorkloadIdentity[] = [];
+    for (const k of have) {
+      for (const c of index.bySelector.get(k) ?? []) {
         if (seen.has(c)) continue;
         seen.add(c);
-        if (entryMatches(c.selectors, have)) out.push(c);
+        if (!entryMatches(c.selectors, have)) continue;
+        candidates.push(c);
+        if (c.identity !== undefined) identities.push(c.identity);
       }
     }
-    return out;
+    if (index.matched.size >= MATCH_MEMO_LIMIT) index.matched.clear();
+    const m: Matched = { candidates, identities };
+    index.matched.set(key, m);
+    return m;
   }
 
   #currentIndex(): Index {
@@ -250,7 +284,7 @@ export class StoreIdentitySource implements IdentitySource {
         list.push(c);
       }
     }
-    this.#index = { revision: snap.revision, bySelector };
+    this.#index = { revision: snap.revision, bySelector, matched: new Map() };
     return this.#index;
   }
 

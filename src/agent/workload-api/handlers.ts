@@ -221,6 +221,16 @@ function streamAnswer<D extends DescMessage>(
   return { message, bytes: toBinary(schema, message), wakeAtMs };
 }
 
+/** A built X509-SVID answer and what it was built from (see `x509Answers`). */
+interface X509AnswerMemo {
+  readonly answer: StreamAnswer<workload.X509SVIDResponse>;
+  readonly own: TrustDomainBundles;
+  /** The federated trust domains asked for, and the bundles held for them then. */
+  readonly federatedTds: readonly string[];
+  readonly federatedBundles: ReadonlyMap<string, TrustDomainBundles>;
+  readonly builtAtMs: number;
+}
+
 /** An opened stream: its builder and the release of what it retained. */
 export interface OpenedStream<T> {
   readonly build: StreamBuilder<T>;
@@ -276,6 +286,14 @@ export function createWorkloadApiService(options: WorkloadApiHandlerOptions): Wo
     return { name: bundles.x509.trustDomain.name, bundles };
   }
 
+  /**
+   * Answers built from an `identitiesFor` result, by that array: a source that returns the same
+   * array while nothing changed (StoreIdentitySource) gets each answer built and encoded once
+   * instead of on every call. The answer is reused only while the bundles are the same objects
+   * and no identity has crossed its expiry since it was built.
+   */
+  const x509Answers = new WeakMap<readonly WorkloadIdentity[], X509AnswerMemo>();
+
   function x509SvidAnswer(
     caller: WorkloadCaller,
     nowMs: number,
@@ -284,18 +302,22 @@ export function createWorkloadApiService(options: WorkloadApiHandlerOptions): Wo
     // SVIDs held back by the cache's size limit are on their way: wait (SPIRE's subscriber
     // waits for every SVID of its entries before its first update).
     if (source.pendingFor?.(caller.selectors) === true) return undefined;
+    const own = ownTrustDomain();
+    const memo = x509Answers.get(all);
+    if (memo !== undefined && memoHolds(memo, own.bundles, nowMs)) return memo.answer;
     const ids = visibleIdentities(all, nowMs);
     if (ids.length === 0) {
       log.error('no identity issued', { pid: caller.pid, uid: caller.uid });
       throw noIdentityIssued();
     }
-    const own = ownTrustDomain();
     const bundleDer = own.bundles.x509.marshalDer();
     const federated: Record<string, Uint8Array> = {};
-    for (const [td, b] of source.federatedBundles(federatedTrustDomains(ids, own.name))) {
+    const federatedTds = federatedTrustDomains(ids, own.name);
+    const federatedBundles = source.federatedBundles(federatedTds);
+    for (const [td, b] of federatedBundles) {
       federated[`spiffe://${td}`] = b.x509.marshalDer();
     }
-    return streamAnswer(
+    const answer = streamAnswer(
       workload.X509SVIDResponseSchema,
       {
         svids: ids.map((i) => ({
@@ -309,6 +331,24 @@ export function createWorkloadApiService(options: WorkloadApiHandlerOptions): Wo
       },
       nextExpiry(all, nowMs),
     );
+    x509Answers.set(all, {
+      answer,
+      own: own.bundles,
+      federatedTds,
+      federatedBundles,
+      builtAtMs: nowMs,
+    });
+    return answer;
+  }
+
+  /** True while `memo`'s answer is still the one a fresh build would give at `nowMs`. */
+  function memoHolds(memo: X509AnswerMemo, own: TrustDomainBundles, nowMs: number): boolean {
+    if (memo.own !== own || nowMs < memo.builtAtMs) return false;
+    if (memo.answer.wakeAtMs !== undefined && nowMs >= memo.answer.wakeAtMs) return false;
+    if (memo.federatedTds.length === 0) return true;
+    // the same bundle objects, and none gained or lost since
+    const now = source.federatedBundles(memo.federatedTds);
+    return memo.federatedTds.every((td) => now.get(td) === memo.federatedBundles.get(td));
   }
 
   /**

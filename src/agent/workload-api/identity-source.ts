@@ -16,7 +16,9 @@
  *   set is a non-empty subset of `selectors` ({@link entryMatches}) and that has an
  *   X509-SVID. Return it even when expired: the server filters by `expiresAt` at send
  *   time, orders by `entryId` and applies SPIRE's hint rule (one identity per non-empty
- *   hint, the oldest entry wins).
+ *   hint, the oldest entry wins). It may return the same array for the same selectors while
+ *   nothing changed (the server then reuses the X509-SVID answer it built for that array, see
+ *   handlers.ts); it must never change an array it returned.
  * - `bundle()` is the agent's own trust domain's X.509 and JWT bundle; it must be callable
  *   once `ready()` is true.
  * - `federatedBundles(tds)` returns the bundles held for those trust domain names (entries'

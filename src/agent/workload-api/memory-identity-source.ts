@@ -36,6 +36,13 @@ export interface MemoryIdentitySourceOptions {
     audience: readonly string[],
     signal?: AbortSignal,
   ) => Promise<JwtSvidToken>;
+  /**
+   * Return the same `identitiesFor` array for the same selectors until an entry is added or
+   * removed — also across bundle changes, unlike the agent's source — so that tests see the
+   * Workload API reuse an answer only while it still holds. Default false (a new array each
+   * call).
+   */
+  readonly stableArrays?: boolean;
 }
 
 /** An {@link IdentitySource} over state held in memory. Every setter notifies subscribers. */
@@ -46,6 +53,7 @@ export class MemoryIdentitySource implements IdentitySource {
   readonly #federated = new Map<string, TrustDomainBundles>();
   readonly #listeners = new Set<() => void>();
   readonly #mint: MemoryIdentitySourceOptions['mintJwtSvid'];
+  readonly #stable: Map<string, readonly WorkloadIdentity[]> | undefined;
 
   constructor(options: MemoryIdentitySourceOptions) {
     if (options?.bundle?.x509 === undefined || options.bundle.jwt === undefined) {
@@ -54,6 +62,7 @@ export class MemoryIdentitySource implements IdentitySource {
     this.#bundle = options.bundle;
     this.#ready = options.ready ?? true;
     this.#mint = options.mintJwtSvid;
+    this.#stable = options.stableArrays === true ? new Map() : undefined;
   }
 
   ready(): boolean {
@@ -61,11 +70,15 @@ export class MemoryIdentitySource implements IdentitySource {
   }
 
   identitiesFor(selectors: readonly Selector[]): readonly WorkloadIdentity[] {
-    const out: WorkloadIdentity[] = [];
     const have = selectorKeys(selectors);
+    const key = this.#stable === undefined ? '' : JSON.stringify([...have].sort());
+    const known = this.#stable?.get(key);
+    if (known !== undefined) return known;
+    const out: WorkloadIdentity[] = [];
     for (const e of this.#entries.values()) {
       if (entryMatches(e.selectors, have)) out.push(e);
     }
+    this.#stable?.set(key, out);
     return out;
   }
 
@@ -127,12 +140,14 @@ export class MemoryIdentitySource implements IdentitySource {
       throw new TypeError('entry.entryId must be a non-empty string');
     }
     this.#entries.set(entry.entryId, entry);
+    this.#stable?.clear();
     this.#notify();
   }
 
   /** Removes an entry; true when there was one. */
   remove(entryId: string): boolean {
     const had = this.#entries.delete(entryId);
+    this.#stable?.clear();
     if (had) this.#notify();
     return had;
   }

@@ -68,6 +68,56 @@ describe('StoreIdentitySource', () => {
     });
   });
 
+  it('answers the same selector set with the same array until the store changes', async () => {
+    await seed();
+    const src = new StoreIdentitySource({ store: f.managed, jwt: cache });
+    const first = src.identitiesFor([uid(1000), gid(50)]);
+    // another call's selectors: equal content, new objects
+    expect(src.identitiesFor([{ ...uid(1000) }, { ...gid(50) }])).toBe(first);
+    expect(first.map((i) => i.entryId).sort()).toEqual(['a', 'b']);
+    // a different set is a different answer
+    expect(src.identitiesFor([uid(1000)]).map((i) => i.entryId)).toEqual(['a']);
+    await f.managed.write((_s, tx) => tx.deleteEntry('b').deleteX509Svid('b'));
+    const after = src.identitiesFor([uid(1000), gid(50)]);
+    expect(after).not.toBe(first);
+    expect(after.map((i) => i.entryId)).toEqual(['a']);
+  });
+
+  it('never lets two different selector sets share a remembered answer', async () => {
+    await f.store.setBundle(server.bundleRecord());
+    // values a naive join of `type:value` texts would confuse: {"unix:a\nunix:b"} vs {unix:a, unix:b}
+    const joined = server.put(entry('j', { selectors: [{ type: 'unix', value: 'a\nunix:b' }] }));
+    const pair = server.put(
+      entry('p', {
+        selectors: [
+          { type: 'unix', value: 'a' },
+          { type: 'unix', value: 'b' },
+        ],
+      }),
+    );
+    await f.managed.write((_s, tx) => tx.putEntry(joined).putEntry(pair));
+    await cache.reconcile();
+    const src = new StoreIdentitySource({ store: f.managed, jwt: cache });
+    const ids = (sel: Array<{ type: string; value: string }>) =>
+      src.identitiesFor(sel).map((i) => i.entryId);
+    expect(ids([{ type: 'unix', value: 'a\nunix:b' }])).toEqual(['j']);
+    expect(
+      ids([
+        { type: 'unix', value: 'a' },
+        { type: 'unix', value: 'b' },
+      ]),
+    ).toEqual(['p']);
+    expect(ids([{ type: 'unix', value: 'a\nunix:b' }])).toEqual(['j']);
+    // more distinct sets than the memo holds: still right for each
+    for (let n = 0; n < 1100; n++) expect(ids([uid(n)])).toEqual([]);
+    expect(
+      ids([
+        { type: 'unix', value: 'b' },
+        { type: 'unix', value: 'a' },
+      ]),
+    ).toEqual(['p']);
+  });
+
   it('holds back an identity whose entry changed its SPIFFE ID until the new SVID is minted', async () => {
     await seed();
     const src = new StoreIdentitySource({ store: f.managed, jwt: cache });

@@ -8,12 +8,16 @@ import {
   Code,
   ConnectError,
   createClient,
+  createContextValues,
   createRouterTransport,
   type Interceptor,
 } from '@connectrpc/connect';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { CallerResolver } from '../../../src/agent/workload-api/caller.js';
-import { createWorkloadApiHandlers } from '../../../src/agent/workload-api/handlers.js';
+import {
+  createWorkloadApiHandlers,
+  createWorkloadApiService,
+} from '../../../src/agent/workload-api/handlers.js';
 import {
   type MemoryIdentityEntry,
   MemoryIdentitySource,
@@ -155,7 +159,8 @@ beforeAll(() => {
   strangerSigner = memorySigner('ec-p256');
 });
 
-function setup(): void {
+/** `stableArrays`: the source repeats its identity arrays, so answers are reused (handlers.ts). */
+function setup(stableArrays = false): void {
   openCalls = new AbortController();
   clock = new ManualClock(T0);
   mintCalls = [];
@@ -164,6 +169,7 @@ function setup(): void {
   resolveCalls = 0;
   source = new MemoryIdentitySource({
     bundle: ownBundles(),
+    stableArrays,
     mintJwtSvid: async (identity, audience) => {
       mintCalls.push({ spiffeId: identity.spiffeId, audience });
       if (mintFails !== undefined) throw mintFails;
@@ -264,9 +270,9 @@ describe('every method', () => {
   });
 });
 
-describe('FetchX509SVID', () => {
+describe.each([false, true])('FetchX509SVID (identity arrays repeated: %s)', (stable) => {
   it('sends the full response at once: SVIDs by entry ID, DER chain leaf first, key, bundle, hint, federated bundles', async () => {
-    setup();
+    setup(stable);
     source.upsert(
       entry('b', 1000, { hint: 'external', federatesWith: ['partner.example', 'unknown.example'] }),
     );
@@ -290,14 +296,14 @@ describe('FetchX509SVID', () => {
   });
 
   it('denies a caller with no identity: PermissionDenied "no identity issued"', async () => {
-    setup();
+    setup(stable);
     source.upsert(entry('a', 1000));
     const err = await errorOf(reader(clientFor().fetchX509SVID({}, hdr(3000))).next());
     expect([err.code, err.rawMessage]).toEqual([Code.PermissionDenied, 'no identity issued']);
   });
 
   it('pushes every change, omits a deleted entry, and ends with PermissionDenied when none remain', async () => {
-    setup();
+    setup(stable);
     source.upsert(entry('a', 1000));
     const ac = new AbortController();
     const r = reader(clientFor().fetchX509SVID({}, { ...hdr(1000), signal: ac.signal }));
@@ -323,7 +329,7 @@ describe('FetchX509SVID', () => {
   });
 
   it('never serves an expired SVID, and pushes the change when one expires', async () => {
-    setup();
+    setup(stable);
     source.upsert(entry('old', 1000, { expiresAt: new Date(T0 - 1) }));
     source.upsert(entry('soon', 1000, { expiresAt: new Date(T0 + 60_000) }));
     source.upsert(entry('late', 1000, { expiresAt: new Date(T0 + HOUR) }));
@@ -352,7 +358,7 @@ describe('FetchX509SVID', () => {
   });
 
   it('keeps one SVID per hint, the oldest entry (then the lowest entry ID)', async () => {
-    setup();
+    setup(stable);
     source.upsert(entry('b', 1000, { hint: 'h', entryCreatedAt: 50 }));
     source.upsert(entry('a', 1000, { hint: 'h', entryCreatedAt: 60 }));
     source.upsert(entry('c', 1000, { hint: 'h2', entryCreatedAt: 7 }));
@@ -367,8 +373,30 @@ describe('FetchX509SVID', () => {
     expect(next.svids.map((s) => s.spiffeId.slice(-1))).toEqual(['a', 'c', 'e', 'f']);
   });
 
+  it('shows a federated bundle that appears, changes or goes while the entries stay the same', async () => {
+    setup(stable);
+    source.upsert(entry('a', 1000, { federatesWith: ['partner.example', 'other.example'] }));
+    const client = clientFor();
+    const fetch = async () =>
+      (await reader(client.fetchX509SVID({}, hdr(1000))).next()).federatedBundles;
+    expect(await fetch()).toEqual({ 'spiffe://partner.example': PARTNER_CA });
+    const other = () => ({
+      x509: new X509Bundle('other.example', [der(6)]),
+      jwt: new JwtBundle('other.example'),
+    });
+    source.setFederatedBundle(other());
+    expect(await fetch()).toEqual({
+      'spiffe://other.example': der(6),
+      'spiffe://partner.example': PARTNER_CA,
+    });
+    source.setFederatedBundle({ ...other(), x509: new X509Bundle('other.example', [der(6, 6)]) });
+    expect((await fetch())['spiffe://other.example']).toEqual(der(6, 6));
+    source.removeFederatedBundle('partner.example');
+    expect(await fetch()).toEqual({ 'spiffe://other.example': der(6, 6) });
+  });
+
   it('unsubscribes when the client cancels', async () => {
-    setup();
+    setup(stable);
     source.upsert(entry('a', 1000));
     const c = clientFor();
     const acs = Array.from({ length: 20 }, () => new AbortController());
@@ -614,5 +642,49 @@ describe('wire bytes', () => {
     expect(Buffer.from(bytes).toString('hex')).toBe(Buffer.from(expected).toString('hex'));
     // svids (field 1, length-delimited) come first
     expect(bytes[0]).toBe(0x0a);
+  });
+});
+
+describe('answer reuse', () => {
+  const ctx = (uid: number) => ({
+    requestHeader: {
+      get: (n: string) =>
+        n === WORKLOAD_API_HEADER ? 'true' : n === 'x-test-uid' ? String(uid) : null,
+    },
+    signal: openCalls.signal,
+    values: createContextValues(),
+  });
+
+  it('builds and encodes an X509-SVID answer once while the source repeats its array, and rebuilds when it must', async () => {
+    setup(true);
+    source.upsert(entry('a', 1000, { expiresAt: new Date(T0 + 60_000) }));
+    source.upsert(entry('b', 1000));
+    const service = createWorkloadApiService({ source, callers, clock });
+    const build = async (uid = 1000) => {
+      const opened = await service.openX509SvidStream(ctx(uid));
+      try {
+        return opened.build(clock.nowMs())!;
+      } finally {
+        opened.release();
+      }
+    };
+    const first = await build();
+    expect(await build()).toBe(first);
+    expect(first.wakeAtMs).toBe(T0 + 60_000);
+    // the own bundle changed: a new answer with it
+    source.setBundle({ ...ownBundles(), x509: new X509Bundle('example.org', [der(3)]) });
+    const rebuilt = await build();
+    expect(rebuilt).not.toBe(first);
+    expect(Uint8Array.from(rebuilt.message.svids[0]!.bundle)).toEqual(der(3));
+    expect(await build()).toBe(rebuilt);
+    // an SVID reached its expiry: not served from the earlier answer
+    clock.advance(60_000);
+    const later = await build();
+    expect(later.message.svids.map((x) => x.spiffeId)).toEqual(['spiffe://example.org/b']);
+    // another caller, another answer
+    source.upsert(entry('c', 2000));
+    expect((await build(2000)).message.svids.map((x) => x.spiffeId)).toEqual([
+      'spiffe://example.org/c',
+    ]);
   });
 });
