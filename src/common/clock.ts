@@ -70,19 +70,33 @@ export class ManualClock implements Clock {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
-  /** Moves time forward by `ms`, firing due timers in time order. */
+  /**
+   * Moves time forward by `ms`, firing due timers in time order. Throws when timers keep
+   * firing without time moving ({@link ManualClock.MAX_FIRES_AT_ONE_INSTANT} at one instant: a
+   * timer that re-arms itself with 0 ms), which would otherwise loop forever.
+   */
   advance(ms: number): void {
     const target = this.#now + ms;
+    let firedAtNow = 0;
     for (;;) {
       this.#timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
       const next = this.#timers[0];
       if (next === undefined || next.at > target) break;
       this.#timers.shift();
+      firedAtNow = next.at === this.#now ? firedAtNow + 1 : 1;
+      if (firedAtNow > ManualClock.MAX_FIRES_AT_ONE_INSTANT) {
+        throw new Error(
+          `ManualClock.advance: ${ManualClock.MAX_FIRES_AT_ONE_INSTANT} timers fired at ${new Date(next.at).toISOString()} without time moving (a timer that re-arms itself with 0 ms?)`,
+        );
+      }
       this.#now = next.at;
       next.fn();
     }
     this.#now = target;
   }
+
+  /** Timers {@link ManualClock.advance} fires at one instant before it gives up. */
+  static readonly MAX_FIRES_AT_ONE_INSTANT = 10_000;
 
   /** Sets the time (only forwards), firing due timers. */
   set(to: Date | number): void {

@@ -51,6 +51,31 @@ describe('ManualClock', () => {
     expect(clock.pendingTimers).toBe(1);
     expect(() => clock.set(0)).toThrow(TypeError);
   });
+  it('gives up, naming the instant, when a timer keeps re-arming itself with 0 ms', () => {
+    const clock = new ManualClock(1000);
+    let fires = 0;
+    const rearm = (): void => {
+      fires++;
+      clock.setTimer(0, rearm);
+    };
+    clock.setTimer(5, rearm);
+    expect(() => clock.advance(10)).toThrow(
+      /10000 timers fired at 1970-01-01T00:00:01\.005Z without time moving/,
+    );
+    expect(fires).toBe(ManualClock.MAX_FIRES_AT_ONE_INSTANT);
+    // many timers at one instant, each fired once, are fine; so is a chain that moves time
+    const busy = new ManualClock(0);
+    let n = 0;
+    for (let i = 0; i < 5000; i++) busy.setTimer(7, () => n++);
+    let hops = 0;
+    const hop = (): void => {
+      if (++hops < 20_000) busy.setTimer(1, hop);
+    };
+    busy.setTimer(0, hop);
+    busy.advance(30_000);
+    expect([n, hops, busy.nowMs()]).toEqual([5000, 20_000, 30_000]);
+  });
+
   it('timers set by a firing timer fire in the same advance when due', () => {
     const clock = new ManualClock(0);
     const at: number[] = [];
