@@ -292,6 +292,59 @@ describe('gRPC over a Unix socket', () => {
     expect((await client(socketPath).check({})).status).toBe(Status.SERVING);
   });
 
+  it('answers what is not gRPC as Node would (CONNECT 405, an unknown expectation 417) and keeps serving', async () => {
+    const seen = freshSeen();
+    const { socketPath } = await start(seen);
+    const session = http2.connect('http://localhost', {
+      createConnection: () => net.connect(socketPath),
+    });
+    cleanupSessions.push(session);
+    session.on('error', () => {});
+    const status = (headers: http2.OutgoingHttpHeaders, end = true) =>
+      new Promise<number>((resolve, reject) => {
+        const req = session.request(headers, { endStream: end });
+        req.on('error', reject);
+        req.on('response', (h) => {
+          resolve(Number(h[':status']));
+          req.close();
+        });
+      });
+    expect(await status({ ':method': 'CONNECT', ':authority': 'example.org:443' }, false)).toBe(
+      405,
+    );
+    expect(
+      await status({
+        ':method': 'POST',
+        ':path': '/grpc.health.v1.Health/Check',
+        'content-type': 'application/grpc',
+        expect: 'something-else',
+      }),
+    ).toBe(417);
+    expect(seen.workloadHeader).toEqual([]); // no handler ran
+    // 100-continue gets its interim answer, then the call is served as usual
+    const continued = await new Promise<{ cont: boolean; status: string | undefined }>(
+      (resolve, reject) => {
+        const req = session.request({
+          ':method': 'POST',
+          ':path': '/grpc.health.v1.Health/Check',
+          'content-type': 'application/grpc',
+          te: 'trailers',
+          expect: '100-continue',
+        });
+        let cont = false;
+        req.on('continue', () => {
+          cont = true;
+        });
+        req.on('error', reject);
+        req.on('trailers', (t) => resolve({ cont, status: t['grpc-status'] as string }));
+        req.resume();
+        req.end(Buffer.from([0, 0, 0, 0, 0]));
+      },
+    );
+    expect(continued).toEqual({ cont: true, status: '0' });
+    expect((await client(socketPath).check({})).status).toBe(Status.SERVING);
+  });
+
   it('releases every stream of a client that opens many and is killed', async () => {
     const seen = freshSeen();
     const { server, socketPath } = await start(seen, { maxConcurrentStreams: 64 });

@@ -83,7 +83,10 @@ export interface RawCallEnvironment {
 }
 
 const CONTENT_TYPE_RE = /^application\/grpc(?:\+proto)?$/i;
-const RESPONSE_HEADERS = Object.freeze({ 'content-type': 'application/grpc+proto' });
+const RESPONSE_HEADERS = Object.freeze({
+  ':status': 200,
+  'content-type': 'application/grpc+proto',
+});
 const OK_TRAILERS = Object.freeze({ 'grpc-status': '0' });
 const COMPRESSED_FLAG = 0b0000_0001;
 const HEADER_BYTES = 5;
@@ -200,14 +203,15 @@ let streamGone: ConnectError | undefined;
  * {@link rawEligible} accepts on a path of `rawRoutes`). Never throws.
  */
 export function serveRawGrpcCall(
-  req: http2.Http2ServerRequest,
-  res: http2.Http2ServerResponse,
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
   method: RawGrpcMethod,
   env: RawCallEnvironment,
 ): void {
-  const procedure = req.url;
-  const stream = req.stream;
-  const headers = req.headers;
+  const procedure = headers[':path'] ?? '';
+  // A stream's errors (a reset, a write after the peer went away) end the call through
+  // 'close'; without a listener they would be thrown.
+  stream.on('error', () => {});
   const ac = new AbortController();
   const signal = ac.signal;
   let finished = false;
@@ -231,6 +235,18 @@ export function serveRawGrpcCall(
   else env.shutdown.addEventListener('abort', onShutdown, { once: true });
 
   const gone = () => stream.destroyed || stream.closed;
+  /** The trailers to send when the stream ends (`wantTrailers`). */
+  let trailers: http2.OutgoingHttpHeaders = OK_TRAILERS;
+  const respond = () => {
+    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    stream.once('wantTrailers', () => {
+      try {
+        stream.sendTrailers(trailers);
+      } catch {
+        // the stream went away meanwhile
+      }
+    });
+  };
 
   /** Writes the final status (the call ends OK when `err` is undefined and nothing aborted). */
   const finish = (err: unknown): void => {
@@ -252,11 +268,8 @@ export function serveRawGrpcCall(
     else if (err !== undefined) status = env.mapError(err, procedure);
     cleanup();
     try {
-      if (!res.headersSent) res.writeHead(200, RESPONSE_HEADERS);
-      let trailers: Record<string, string>;
-      if (status === undefined) {
-        trailers = OK_TRAILERS;
-      } else {
+      if (!stream.headersSent) respond();
+      if (status !== undefined) {
         const t = new Map<string, string>();
         status.metadata.forEach((value, key) => {
           t.set(key, value);
@@ -266,8 +279,7 @@ export function serveRawGrpcCall(
         // in name order, as connect writes them (web Headers iterate sorted)
         trailers = Object.fromEntries([...t].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
       }
-      res.addTrailers(trailers);
-      res.end();
+      stream.end();
     } catch {
       // the stream went away while we wrote: nothing left to tell
     }
@@ -276,7 +288,7 @@ export function serveRawGrpcCall(
   const timeout = parseTimeout(headerValue(headers, 'grpc-timeout') ?? undefined, env.maxTimeoutMs);
   // Data is drained whatever happens, so that a refused request never stalls the connection.
   if (timeout.error !== undefined) {
-    req.on('data', () => {});
+    stream.resume();
     finish(timeout.error);
     return;
   }
@@ -301,19 +313,19 @@ export function serveRawGrpcCall(
           Code.ResourceExhausted,
         );
       }
-      if (!res.headersSent) res.writeHead(200, RESPONSE_HEADERS);
+      if (!stream.headersSent) respond();
       const envelope = Buffer.allocUnsafe(HEADER_BYTES + message.length);
       envelope[0] = 0;
       envelope.writeUInt32BE(message.length, 1);
       envelope.set(message, HEADER_BYTES);
-      if (res.write(envelope)) return Promise.resolve();
+      if (stream.write(envelope)) return Promise.resolve();
       return new Promise<void>((resolve) => {
         const done = () => {
-          res.off('drain', done);
+          stream.off('drain', done);
           stream.off('close', done);
           resolve();
         };
-        res.once('drain', done);
+        stream.once('drain', done);
         stream.once('close', done);
       });
     },
@@ -340,7 +352,7 @@ export function serveRawGrpcCall(
       );
     }
   };
-  req.on('data', (chunk: Buffer) => {
+  stream.on('data', (chunk: Buffer) => {
     if (failed || finished) return;
     try {
       reader.push(chunk, onMessage);
@@ -349,7 +361,7 @@ export function serveRawGrpcCall(
       finish(err);
     }
   });
-  req.once('end', () => {
+  stream.once('end', () => {
     if (failed || finished) return;
     if (reader.pending > 0) {
       finish(new ConnectError('protocol error: incomplete envelope', Code.InvalidArgument));
