@@ -141,6 +141,17 @@ async function firstMessageMs(client: WorkloadClient): Promise<number> {
 
 const EMPTY_REQUEST = Buffer.from([0, 0, 0, 0, 0]);
 
+/** A Workload API request on `session`, framed by hand (the request body is sent by the caller). */
+function rawRequest(session: http2.ClientHttp2Session, method: string): http2.ClientHttp2Stream {
+  return session.request({
+    ':method': 'POST',
+    ':path': `/SpiffeWorkloadAPI/${method}`,
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    [WORKLOAD_API_HEADER]: 'true',
+  });
+}
+
 /**
  * One call written by hand on `session`: FetchX509SVID until its first message (then a
  * cancel), or FetchJWTSVID without an audience until its InvalidArgument status; ms.
@@ -151,13 +162,7 @@ function rawCallMs(
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const req = session.request({
-      ':method': 'POST',
-      ':path': `/SpiffeWorkloadAPI/${method}`,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      [WORKLOAD_API_HEADER]: 'true',
-    });
+    const req = rawRequest(session, method);
     req.on('error', () => {});
     req.once('data', () => {
       const t = performance.now() - t0;
@@ -360,13 +365,7 @@ async function nodeListenBaselineMs(dir: string): Promise<number> {
 /** The agent's first FetchX509SVID answer as it came on the wire (the gRPC-framed message). */
 function rawAnswer(session: http2.ClientHttp2Session): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const req = session.request({
-      ':method': 'POST',
-      ':path': '/SpiffeWorkloadAPI/FetchX509SVID',
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      [WORKLOAD_API_HEADER]: 'true',
-    });
+    const req = rawRequest(session, 'FetchX509SVID');
     const chunks: Buffer[] = [];
     let want = Number.POSITIVE_INFINITY;
     req.on('error', reject);

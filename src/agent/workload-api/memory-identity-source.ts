@@ -147,8 +147,10 @@ export class MemoryIdentitySource implements IdentitySource {
   /** Removes an entry; true when there was one. */
   remove(entryId: string): boolean {
     const had = this.#entries.delete(entryId);
-    this.#stable?.clear();
-    if (had) this.#notify();
+    if (had) {
+      this.#stable?.clear();
+      this.#notify();
+    }
     return had;
   }
 
