@@ -335,8 +335,11 @@ export interface AgentConfigOptions {
   /** PEM bootstrap bundle (`spire-server bundle show` output). */
   readonly bundlePath: string;
   readonly trustDomain?: string;
-  /** Default `500ms`. */
-  readonly syncInterval?: string;
+  /**
+   * Default `500ms` (tests want fast syncs); `null` writes no `sync_interval`, so the agent
+   * runs its own default (5 s).
+   */
+  readonly syncInterval?: string | null;
   /** Default `DEBUG`. */
   readonly logLevel?: string;
   /** Extra lines in the agent block (`health_checks`, `telemetry` go in `extraBlocks`). */
@@ -369,8 +372,7 @@ export function writeAgentConfig(o: AgentConfigOptions): {
   socket_path = "${socketPath}"
   trust_domain = "${o.trustDomain ?? 'example.org'}"
   trust_bundle_path = "${o.bundlePath}"
-  log_level = "${o.logLevel ?? 'DEBUG'}"
-  sync_interval = "${o.syncInterval ?? '500ms'}"
+  log_level = "${o.logLevel ?? 'DEBUG'}"${o.syncInterval === null ? '' : `\n  sync_interval = "${o.syncInterval ?? '500ms'}"`}
 }
 ${o.extraBlocks ?? ''}
 plugins {
