@@ -315,8 +315,9 @@ function followMints(agent: ServiceProcess): () => number {
     const m = re.exec(line);
     if (m !== null) total += Number(m[1]);
   };
-  // What was logged before this call (complete lines only; the logger writes whole lines).
-  for (const line of agent.output().split('\n')) take(line);
+  // What was logged before this call: its complete lines (the logger writes whole lines, so
+  // the piece after the last newline is empty).
+  for (const line of agent.output().split('\n').slice(0, -1)) take(line);
   for (const stream of [agent.child.stdout, agent.child.stderr]) {
     let partial = '';
     stream?.on('data', (d: Buffer) => {
