@@ -78,6 +78,12 @@ export interface RawCallEnvironment {
   /** 0: no limit. */
   readonly maxTimeoutMs: number;
   readonly shutdown: AbortSignal;
+  /**
+   * The aborts of the fast-path calls in flight: a call adds its own while it runs, and the
+   * server calls each when `shutdown` aborts (one listener on the server's signal instead of
+   * one added and removed per call).
+   */
+  readonly inFlight: Set<() => void>;
   /** The server's error mapping (redaction, logging, shutdown status). */
   mapError(err: unknown, procedure: string): ConnectError;
 }
@@ -227,12 +233,12 @@ export function serveRawGrpcCall(
   };
   const cleanup = () => {
     clearTimeout(deadline);
-    env.shutdown.removeEventListener('abort', onShutdown);
+    env.inFlight.delete(onShutdown);
     stream.off('close', onClose);
   };
   stream.once('close', onClose);
   if (env.shutdown.aborted) ac.abort(env.shutdown.reason);
-  else env.shutdown.addEventListener('abort', onShutdown, { once: true });
+  else env.inFlight.add(onShutdown);
 
   const gone = () => stream.destroyed || stream.closed;
   /** The trailers to send when the stream ends (`wantTrailers`). */
