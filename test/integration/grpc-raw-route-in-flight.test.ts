@@ -137,7 +137,7 @@ describe('the fast path registry of calls in flight', () => {
       expect(t['grpc-message']).toBe('server%20is%20shutting%20down');
     }
     await settles(0);
-    // A call arriving after the shutdown is never registered, and ends at once.
+    // A call arriving after the shutdown ends at once with its status and leaves nothing behind.
     const late = open('/t/Watch', new Uint8Array());
     expect((await late.trailers)['grpc-status']).toBe(String(Code.Unavailable));
     expect(inFlight.size).toBe(0);
